@@ -1,0 +1,296 @@
+"""Profiles: where and how jobs run, read from TOML files, the environment and ``configure()``.
+
+The most specific setting wins: call-site arguments > ``configure()`` > config file(s) > defaults.
+Files: ``$CLUSTRIX_CONFIG`` alone when set; otherwise the user config file
+(``$XDG_CONFIG_HOME/clustrix/clustrix.toml``) then ``./clustrix.toml`` (later wins, per key).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .errors import ConfigError
+from .resources import parse_memory, parse_time
+
+DEFAULT_PROFILE = "local"
+_SERIALIZERS = ("auto", "cloudpickle", "dill", "source")
+_CLEANUP = ("on_success", "always", "never")
+
+
+def _str_tuple(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+def _opt_pos_int(key: str):
+    def check(_inst: Any, _attr: Any, value: Any) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{key}={value!r} must be a whole number >= 1")
+
+    return check
+
+
+def _nonneg_int(key: str):
+    def check(_inst: Any, _attr: Any, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{key}={value!r} must be a whole number >= 0")
+
+    return check
+
+
+def _opt_str(key: str):
+    def check(_inst: Any, _attr: Any, value: Any) -> None:
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{key}={value!r} must be a string")
+
+    return check
+
+
+def _choice(key: str, choices: tuple[str, ...]):
+    def check(_inst: Any, _attr: Any, value: Any) -> None:
+        if value not in choices:
+            raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}")
+
+    return check
+
+
+def _memory(value: Any) -> int | None:
+    return None if value is None else parse_memory(value)
+
+
+def _time(value: Any) -> int | None:
+    return None if value is None else parse_time(value)
+
+
+def _env(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"env={value!r} must be a table of NAME = value")
+    out = {}
+    for k, v in value.items():
+        if not isinstance(k, str) or not k.isidentifier():
+            raise ConfigError(f"env key {k!r} is not a valid environment variable name")
+        out[k] = str(v)
+    return out
+
+
+@attrs.frozen(kw_only=True)
+class Profile:
+    """Everything needed to run a job somewhere. Frozen; build changed copies with ``evolve``."""
+
+    name: str = DEFAULT_PROFILE
+    scheduler: str = attrs.field(default="local", validator=_opt_str("scheduler"))
+    transport: str = attrs.field(default="local", validator=_opt_str("transport"))
+    # connection (ssh transport)
+    host: str | None = attrs.field(default=None, validator=_opt_str("host"))
+    port: int | None = attrs.field(default=None, validator=_opt_pos_int("port"))
+    user: str | None = attrs.field(default=None, validator=_opt_str("user"))
+    key_file: str | None = attrs.field(default=None, validator=_opt_str("key_file"))
+    known_hosts: str | None = attrs.field(default=None, validator=_opt_str("known_hosts"))
+    auto_add_host_keys: bool = False
+    ssh_config: str | None = attrs.field(default=None, validator=_opt_str("ssh_config"))
+    proxy_jump: str | None = attrs.field(default=None, validator=_opt_str("proxy_jump"))
+    connect_timeout: float = 10.0
+    # remote side
+    python: str | None = attrs.field(default=None, validator=_opt_str("python"))
+    work_dir: str = attrs.field(default="~/.clustrix/jobs", validator=_opt_str("work_dir"))
+    environment: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
+    env: dict[str, str] = attrs.field(factory=dict, converter=_env)
+    modules: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
+    setup: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
+    # resources
+    cores: int = attrs.field(default=1, validator=_opt_pos_int("cores"))
+    memory: int | None = attrs.field(default=None, converter=_memory)
+    time: int | None = attrs.field(default=None, converter=_time)
+    gpus: int = attrs.field(default=0, validator=_nonneg_int("gpus"))
+    nodes: int = attrs.field(default=1, validator=_opt_pos_int("nodes"))
+    partition: str | None = attrs.field(default=None, validator=_opt_str("partition"))
+    queue: str | None = attrs.field(default=None, validator=_opt_str("queue"))
+    account: str | None = attrs.field(default=None, validator=_opt_str("account"))
+    qos: str | None = attrs.field(default=None, validator=_opt_str("qos"))
+    job_name: str = attrs.field(default="clustrix", validator=_opt_str("job_name"))
+    directives: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
+    # behaviour
+    max_parallel: int | None = attrs.field(default=None, validator=_opt_pos_int("max_parallel"))
+    chunksize: int | None = attrs.field(default=None, validator=_opt_pos_int("chunksize"))
+    retries: int = attrs.field(default=0, validator=_nonneg_int("retries"))
+    serializer: str = attrs.field(default="auto", validator=_choice("serializer", _SERIALIZERS))
+    cleanup: str = attrs.field(default="on_success", validator=_choice("cleanup", _CLEANUP))
+    poll_min: float = 0.05
+    poll_max: float = 2.0
+    options: dict[str, Any] = attrs.field(factory=dict)
+    """Scheduler- or transport-specific settings declared by the plugin (e.g. ``pe`` for SGE)."""
+
+    def evolve(self, **changes: Any) -> Profile:
+        return build_profile(self.name, {**profile_to_dict(self), **changes})
+
+    @property
+    def is_local(self) -> bool:
+        return self.transport == "local"
+
+
+FIELD_NAMES = frozenset(f.name for f in attrs.fields(Profile)) - {"name"}
+
+
+def profile_to_dict(profile: Profile) -> dict[str, Any]:
+    data = attrs.asdict(profile, recurse=False)
+    data.pop("name")
+    options = data.pop("options")
+    data.update(options)
+    return data
+
+
+def build_profile(name: str, values: Mapping[str, Any], *, plugin_options: Mapping[str, str] | None = None) -> Profile:
+    """Validate ``values`` and build a profile. Keys that are not profile fields must be options
+    declared by the profile's scheduler or transport plugin (looked up when not given)."""
+    core = {k: v for k, v in values.items() if k in FIELD_NAMES and k != "options"}
+    extra = {k: v for k, v in values.items() if k not in FIELD_NAMES}
+    extra.update(values.get("options") or {})
+    if extra:
+        if plugin_options is None:
+            plugin_options = _declared_options(core.get("scheduler", "local"), core.get("transport", "local"))
+        unknown = sorted(set(extra) - set(plugin_options))
+        if unknown:
+            accepted = ", ".join(sorted(FIELD_NAMES - {"options"} | set(plugin_options)))
+            raise ConfigError(
+                f"profile {name!r}: unknown key(s) {', '.join(map(repr, unknown))}; accepted keys: {accepted}"
+            )
+    for field in ("cores", "gpus", "nodes", "port", "max_parallel", "chunksize", "retries"):
+        if isinstance(core.get(field), str) and core[field].strip().isdigit():
+            core[field] = int(core[field])
+    try:
+        return Profile(name=name, options=extra, **core)
+    except ConfigError as exc:
+        raise ConfigError(f"profile {name!r}: {exc}") from None
+    except TypeError as exc:
+        raise ConfigError(f"profile {name!r}: {exc}") from None
+
+
+def _declared_options(scheduler: str, transport: str) -> dict[str, str]:
+    from .plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    options: dict[str, str] = {}
+    for kind, name in (("scheduler", scheduler), ("transport", transport)):
+        spec = pm.find(kind, name)
+        if spec is not None:
+            options.update(spec.options)
+    return options
+
+
+# ---------------------------------------------------------------- loading
+
+
+def user_config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "clustrix"
+
+
+def config_files() -> list[Path]:
+    explicit = os.environ.get("CLUSTRIX_CONFIG")
+    if explicit:
+        return [Path(p) for p in explicit.split(os.pathsep) if p]
+    return [p for p in (user_config_dir() / "clustrix.toml", Path.cwd() / "clustrix.toml") if p.is_file()]
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} (from CLUSTRIX_CONFIG) does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+
+
+_lock = threading.Lock()
+_configured: dict[str, dict[str, Any]] = {}
+_configured_default: list[str] = []
+
+
+def configure(profile: str | None = None, *, default: bool = False, **values: Any) -> None:
+    """Set profile values in-process (they beat config files). ``configure(profile="hpc", cores=4)``.
+    With ``default=True`` the profile becomes the default one. Values are validated at once."""
+    name = profile or default_profile_name()
+    with _lock:
+        merged = {**_configured.get(name, {}), **values}
+    load_profile(name, _extra=merged)  # validate now: bad values fail here
+    with _lock:
+        _configured[name] = merged
+        if default:
+            _configured_default[:] = [name]
+
+
+def reset_configuration() -> None:
+    """Forget everything ``configure()`` set (for tests)."""
+    with _lock:
+        _configured.clear()
+        _configured_default.clear()
+
+
+def file_profiles() -> dict[str, dict[str, Any]]:
+    """All profiles from the config files, merged per key (later files win)."""
+    profiles: dict[str, dict[str, Any]] = {}
+    for path in config_files():
+        data = _load_toml(path)
+        unknown = set(data) - {"profiles", "default_profile"}
+        if unknown:
+            raise ConfigError(f"config file {str(path)!r}: unknown top-level key(s) {sorted(unknown)}; "
+                              "expected [profiles.NAME] tables and default_profile")
+        for name, values in (data.get("profiles") or {}).items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"config file {str(path)!r}: profiles.{name} must be a table")
+            profiles.setdefault(name, {}).update(values)
+        if "default_profile" in data:
+            profiles.setdefault("", {})["default_profile"] = data["default_profile"]
+    return profiles
+
+
+def default_profile_name() -> str:
+    if _configured_default:
+        return _configured_default[0]
+    env = os.environ.get("CLUSTRIX_PROFILE")
+    if env:
+        return env
+    meta = file_profiles().get("", {})
+    return str(meta.get("default_profile", DEFAULT_PROFILE))
+
+
+def profile_names() -> list[str]:
+    names = {DEFAULT_PROFILE} | set(file_profiles()) | set(_configured)
+    names.discard("")
+    return sorted(names)
+
+
+def load_profile(name: str | None = None, *, _extra: Mapping[str, Any] | None = None, **overrides: Any) -> Profile:
+    """The profile ``name`` (default: the default profile) with call-site ``overrides`` applied."""
+    name = name or default_profile_name()
+    from_files = file_profiles()
+    values: dict[str, Any] = {}
+    if name in from_files and name != "":
+        values.update(from_files[name])
+    elif name != DEFAULT_PROFILE and name not in _configured and not _extra:
+        known = ", ".join(profile_names())
+        files = ", ".join(str(p) for p in config_files()) or "no config file found"
+        raise ConfigError(f"unknown profile {name!r}; known profiles: {known} (config files: {files})")
+    with _lock:
+        values.update(_configured.get(name, {}))
+    if _extra:
+        values.update(_extra)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return build_profile(name, values)

@@ -1,0 +1,517 @@
+"""Serialization strategies and the payload they go into.
+
+A payload is ``PAYLOAD_MAGIC + hmac + body``; the body is a plain pickle of an envelope (a dict of
+plain types): header fields, the calls' task slices, and one encoding per applicable strategy. The
+runner picks the first encoding it can load.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import inspect
+import pickle
+import platform
+import sys
+import textwrap
+import threading
+import types
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+
+from . import runner
+from .errors import SerializationError
+
+FORMAT_VERSION = 1
+Call = tuple[tuple[Any, ...], dict[str, Any]]
+
+
+@attrs.frozen(kw_only=True)
+class RemoteInfo:
+    """What the remote Python can load; probed once per (profile, interpreter)."""
+
+    python: str  # "3.11.7"
+    pickle_protocol: int
+    cloudpickle: str | None = None
+    dill: str | None = None
+
+    @property
+    def minor(self) -> tuple[int, int]:
+        major, minor = self.python.split(".")[:2]
+        return int(major), int(minor)
+
+    @classmethod
+    def local(cls) -> RemoteInfo:
+        return cls(python=platform.python_version(), pickle_protocol=pickle.HIGHEST_PROTOCOL,
+                   cloudpickle=_module_version("cloudpickle"), dill=_module_version("dill"))
+
+
+PROBE_SNIPPET = (
+    "import json, pickle, platform\n"
+    "def v(n):\n"
+    "    try:\n"
+    "        return __import__(n).__version__\n"
+    "    except Exception:\n"
+    "        return None\n"
+    "print(json.dumps({'python': platform.python_version(), 'pickle_protocol': pickle.HIGHEST_PROTOCOL,"
+    " 'cloudpickle': v('cloudpickle'), 'dill': v('dill')}))\n"
+)
+
+
+def _module_version(name: str) -> str | None:
+    try:
+        return str(__import__(name).__version__)
+    except Exception:
+        return None
+
+
+def same_minor(remote: RemoteInfo) -> bool:
+    return remote.minor == sys.version_info[:2]
+
+
+class Serializer:
+    """A strategy: turns (function, calls) into bytes that the runner's loader of ``name`` reads."""
+
+    name = ""
+
+    def applies(self, remote: RemoteInfo) -> bool:
+        raise NotImplementedError
+
+    def encode(self, fn: Callable[..., Any], calls: Sequence[Call], protocol: int) -> bytes:
+        raise NotImplementedError
+
+
+_by_value_lock = threading.Lock()
+
+
+def _pickled_by_value(fn: Any) -> Any:
+    """Modules of user code (not installed packages) are pickled by value, so the remote needs
+    neither the module nor its path."""
+    import cloudpickle
+
+    module = sys.modules.get(getattr(fn, "__module__", "") or "")
+    if module is None or module.__name__ == "__main__" or not getattr(module, "__file__", None):
+        return None
+    path = str(module.__file__)
+    if "site-packages" in path or "dist-packages" in path or path.startswith(sys.base_prefix):
+        return None
+    if module.__name__.split(".")[0] in ("clustrix_core",):
+        return None
+    try:
+        cloudpickle.register_pickle_by_value(module)
+    except Exception:
+        return None
+    return module
+
+
+class CloudpickleSerializer(Serializer):
+    name = "cloudpickle"
+
+    def applies(self, remote: RemoteInfo) -> bool:
+        return remote.cloudpickle is not None and same_minor(remote)
+
+    def encode(self, fn: Callable[..., Any], calls: Sequence[Call], protocol: int) -> bytes:
+        import cloudpickle
+
+        with _by_value_lock:
+            module = _pickled_by_value(fn)
+            try:
+                return cloudpickle.dumps({"fn": fn, "calls": list(calls)}, protocol=protocol)
+            except Exception as exc:
+                raise SerializationError(_cannot_pickle(fn, calls, exc)) from exc
+            finally:
+                if module is not None:
+                    cloudpickle.unregister_pickle_by_value(module)
+
+
+class DillSerializer(Serializer):
+    name = "dill"
+
+    def applies(self, remote: RemoteInfo) -> bool:
+        return remote.dill is not None and same_minor(remote) and _module_version("dill") is not None
+
+    def encode(self, fn: Callable[..., Any], calls: Sequence[Call], protocol: int) -> bytes:
+        try:
+            import dill
+        except ImportError as exc:
+            raise SerializationError("the dill strategy needs dill installed: pip install 'clustrix-core[dill]'") from exc
+        try:
+            return bytes(dill.dumps({"fn": fn, "calls": list(calls)}, protocol=protocol, recurse=True))
+        except Exception as exc:
+            raise SerializationError(_cannot_pickle(fn, calls, exc)) from exc
+
+
+def _cannot_pickle(fn: Any, calls: Sequence[Call], exc: Exception) -> str:
+    for i, (args, kwargs) in enumerate(calls):
+        for where, value in [*((f"argument {j}", a) for j, a in enumerate(args)),
+                             *((f"keyword argument {k!r}", v) for k, v in kwargs.items())]:
+            try:
+                import cloudpickle
+
+                cloudpickle.dumps(value)
+            except Exception as inner:
+                return (f"cannot serialize {where} of call {i} to {_qualname(fn)} "
+                        f"(a {type(value).__module__}.{type(value).__qualname__}): {inner}")
+    return f"cannot serialize {_qualname(fn)}: {type(exc).__name__}: {exc}"
+
+
+def _qualname(fn: Any) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+# ---------------------------------------------------------------- source strategy
+
+_PLAIN = (type(None), bool, int, float, complex, str, bytes)
+
+
+def _is_plain(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, _PLAIN):
+        return True
+    if depth > 20:
+        return False
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return all(_is_plain(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(_is_plain(k, depth + 1) and _is_plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _is_cluster_decorator(node: ast.expr, fn_globals: dict[str, Any]) -> bool:
+    target = node.func if isinstance(node, ast.Call) else node
+    parts: list[str] = []
+    while isinstance(target, ast.Attribute):
+        parts.append(target.attr)
+        target = target.value
+    if not isinstance(target, ast.Name):
+        return False
+    parts.append(target.id)
+    parts.reverse()
+    obj: Any = fn_globals.get(parts[0], getattr(builtins, parts[0], None))
+    for attr in parts[1:]:
+        obj = getattr(obj, attr, None)
+    if obj is not None and getattr(obj, "__module__", "").startswith("clustrix_core"):
+        return True
+    return obj is None and parts[-1] == "cluster"
+
+
+def _code_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _code_names(const)
+    return names
+
+
+class _Surgery:
+    """Edits a source text at AST positions (line numbers, byte columns)."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines(True)
+        self.edits: list[tuple[int, int, str]] = []
+
+    def offset(self, lineno: int, col: int) -> int:
+        before = sum(len(line) for line in self.lines[: lineno - 1])
+        return before + len(self.lines[lineno - 1].encode("utf-8")[:col].decode("utf-8", "replace"))
+
+    def replace(self, start: tuple[int, int], end: tuple[int, int], new: str) -> None:
+        self.edits.append((self.offset(*start), self.offset(*end), new))
+
+    def result(self) -> str:
+        text = "".join(self.lines)
+        for a, b, new in sorted(self.edits, reverse=True):
+            text = text[:a] + new + text[b:]
+        return text
+
+
+def _span(node: ast.AST) -> tuple[tuple[int, int], tuple[int, int]]:
+    return (node.lineno, node.col_offset), (node.end_lineno, node.end_col_offset)  # type: ignore[attr-defined]
+
+
+class SourceSerializer(Serializer):
+    """Ships the function's source plus what it needs: imports, plain constants, helpers of the
+    same module, default values and closure values. Works across Python versions."""
+
+    name = "source"
+
+    def applies(self, remote: RemoteInfo) -> bool:
+        return True
+
+    def encode(self, fn: Callable[..., Any], calls: Sequence[Call], protocol: int) -> bytes:
+        spec = self.build(fn)
+        spec["calls"] = list(calls)
+        try:
+            return pickle.dumps(spec, protocol=protocol)
+        except Exception as exc:
+            raise SerializationError(
+                f"the source strategy sends arguments and values with the standard pickle module, "
+                f"which cannot serialize something {_qualname(fn)} needs: {exc}. "
+                f"{_cannot_pickle(fn, calls, exc)}"
+            ) from exc
+
+    def build(self, fn: Callable[..., Any]) -> dict[str, Any]:
+        fn = inspect.unwrap(fn)
+        if not isinstance(fn, types.FunctionType):
+            raise SerializationError(f"the source strategy ships Python functions, not {type(fn).__name__} {fn!r}")
+        state = _SourceState(main=fn)
+        state.add_function(fn, fn.__name__)
+        imports = "".join(sorted(state.imports))
+        defs = "\n".join(text for _, text in sorted(state.defs))
+        source = imports + "\n" + defs
+        return {"name": fn.__name__, "source": source, "constants": state.constants, "defaults": state.defaults}
+
+
+class _SourceState:
+    def __init__(self, main: types.FunctionType) -> None:
+        self.main = main
+        self.module = main.__module__
+        self.imports: set[str] = set()
+        self.constants: dict[str, Any] = {}
+        self.defs: list[tuple[tuple[int, str], str]] = []
+        self.defaults: dict[str, tuple[Any, Any]] = {}
+        self.seen: set[int] = set()
+        self.bound: set[str] = set()
+
+    def add_function(self, fn: types.FunctionType, bind_as: str) -> None:
+        if id(fn) in self.seen:
+            return
+        self.seen.add(id(fn))
+        what = _qualname(fn)
+        if fn.__name__ == "<lambda>":
+            raise SerializationError(
+                f"the source strategy cannot ship the lambda {what}: give it a name with def "
+                f"(or use the cloudpickle strategy with a remote Python of the same version)"
+            )
+        try:
+            raw = inspect.getsource(fn)
+        except (OSError, TypeError) as exc:
+            raise SerializationError(
+                f"the source strategy needs the source code of {what}, and there is none "
+                f"(defined in an interactive session or generated at run time?): {exc}. Define it in a "
+                f"file, or use the cloudpickle strategy with a remote Python of the same version."
+            ) from exc
+        text = textwrap.dedent(raw)
+        try:
+            tree = ast.parse(text)
+        except SyntaxError as exc:
+            raise SerializationError(f"cannot parse the source of {what}: {exc}") from exc
+        node = next((n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))), None)
+        if node is None or node.name != fn.__name__:
+            raise SerializationError(f"cannot find the definition of {what} in its source")
+        if isinstance(node, ast.AsyncFunctionDef):
+            raise SerializationError(f"{what} is a coroutine function; clustrix runs plain functions")
+        surgery = _Surgery(text)
+        kept = []
+        for dec in node.decorator_list:
+            if _is_cluster_decorator(dec, fn.__globals__):
+                # remove '@' through the end of the decorator expression
+                start_line = dec.lineno
+                surgery.replace((start_line, 0), (dec.end_lineno + 1, 0), "")  # type: ignore[operator]
+            else:
+                kept.append(dec)
+        if kept:
+            names = ", ".join(ast.dump(d)[:60] for d in kept)
+            raise SerializationError(
+                f"{what} has decorators other than @cluster ({names}); the source strategy cannot "
+                f"rebuild them on the remote"
+            )
+        args = node.args
+        for default in [*args.defaults, *(d for d in args.kw_defaults if d is not None)]:
+            surgery.replace(*_span(default), "None")
+        for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs,
+                    *(a for a in (args.vararg, args.kwarg) if a is not None)]:
+            if arg.annotation is not None:
+                start = (arg.lineno, arg.col_offset + len(arg.arg.encode("utf-8")))
+                surgery.replace(start, _span(arg.annotation)[1], "")
+        if node.returns is not None:
+            ret_start, ret_end = _span(node.returns)
+            prefix = surgery.lines[ret_start[0] - 1].encode("utf-8")[: ret_start[1]].decode("utf-8")
+            arrow = prefix.rfind("->")
+            if arrow < 0:
+                raise SerializationError(f"cannot strip the return annotation of {what}")
+            surgery.replace((ret_start[0], len(prefix[:arrow].encode("utf-8"))), ret_end, "")
+        body = surgery.result()
+        if bind_as != fn.__name__:
+            body += f"{bind_as} = {fn.__name__}\n"
+        order = (getattr(fn.__code__, "co_firstlineno", 0), fn.__name__)
+        self.defs.append((order, body))
+        self.defaults[fn.__name__] = (fn.__defaults__, fn.__kwdefaults__)
+        self._check_picklable(fn, "default values", (fn.__defaults__, fn.__kwdefaults__))
+        if fn.__closure__:
+            for name, cell in zip(fn.__code__.co_freevars, fn.__closure__):
+                try:
+                    value = cell.cell_contents
+                except ValueError:
+                    raise SerializationError(f"{what} uses {name!r} from its enclosing function before "
+                                             f"it is assigned") from None
+                self.add_global(fn, name, value)
+        for name in sorted(_code_names(fn.__code__)):
+            if name in fn.__globals__:
+                self.add_global(fn, name, fn.__globals__[name])
+
+    def _check_picklable(self, fn: Any, what: str, value: Any) -> None:
+        try:
+            pickle.dumps(value, protocol=2)
+        except Exception as exc:
+            raise SerializationError(
+                f"the source strategy cannot carry the {what} of {_qualname(fn)}: {exc}"
+            ) from exc
+
+    def add_global(self, fn: types.FunctionType, name: str, value: Any) -> None:
+        if name in self.bound:
+            return
+        self.bound.add(name)
+        if isinstance(value, types.ModuleType):
+            mod = value.__name__
+            if mod == name:
+                self.imports.add(f"import {mod}\n")
+            elif "." in mod and mod.rsplit(".", 1)[1] == name:
+                parent, leaf = mod.rsplit(".", 1)
+                self.imports.add(f"from {parent} import {leaf}\n")
+            else:
+                self.imports.add(f"import {mod} as {name}\n")
+            return
+        if _is_cluster_object(value):
+            inner = getattr(value, "__wrapped__", None)
+            if isinstance(inner, types.FunctionType):
+                self.add_function(inner, name)
+            return
+        if isinstance(value, types.FunctionType) and value.__module__ == self.module:
+            self.add_function(value, name)
+            return
+        if isinstance(value, type) and value.__module__ == self.module:
+            self.add_class(value, name)
+            return
+        module = getattr(value, "__module__", None)
+        qualname = getattr(value, "__qualname__", None)
+        if (isinstance(value, (types.FunctionType, types.BuiltinFunctionType, type)) or callable(value)) \
+                and module and qualname and module != self.module and "<" not in qualname \
+                and not isinstance(value, _PLAIN):
+            if _resolves(module, qualname, value):
+                top = qualname.split(".")[0]
+                if top == qualname:
+                    line = f"from {module} import {qualname}" + (f" as {name}" if name != qualname else "")
+                    self.imports.add(line + "\n")
+                else:
+                    self.imports.add(f"from {module} import {top} as _clustrix_{top}\n")
+                    self.imports.add(f"{name} = _clustrix_{top}.{qualname.split('.', 1)[1]}\n")
+                return
+        if _is_plain(value):
+            self.constants[name] = value
+            return
+        try:
+            pickle.dumps(value, protocol=2)
+        except Exception as exc:
+            raise SerializationError(
+                f"{_qualname(self.main)} uses the global {name!r} (a {type(value).__module__}."
+                f"{type(value).__qualname__}) that the source strategy cannot carry: it is not a module, "
+                f"an importable function or class, a helper of the same module, or a picklable value ({exc})"
+            ) from exc
+        self.constants[name] = value
+
+    def add_class(self, cls: type, name: str) -> None:
+        if id(cls) in self.seen:
+            return
+        self.seen.add(id(cls))
+        try:
+            text = textwrap.dedent(inspect.getsource(cls))
+        except (OSError, TypeError) as exc:
+            raise SerializationError(f"the source strategy needs the source of class {cls.__qualname__}: {exc}") from exc
+        order = (inspect.getsourcelines(cls)[1], cls.__name__)
+        self.defs.append((order, text + (f"{name} = {cls.__name__}\n" if name != cls.__name__ else "")))
+        tree = ast.parse(text)
+        used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        module_globals = vars(sys.modules[cls.__module__])
+        for other in sorted(used):
+            if other in module_globals and other != cls.__name__:
+                self.add_global(self.main, other, module_globals[other])
+
+
+def _is_cluster_object(value: Any) -> bool:
+    return type(value).__module__.startswith("clustrix_core") or getattr(value, "__module__", "") == "clustrix_core.decorator"
+
+
+def _resolves(module: str, qualname: str, value: Any) -> bool:
+    mod = sys.modules.get(module)
+    obj: Any = mod
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    return obj is value
+
+
+# ---------------------------------------------------------------- payloads
+
+BUILTIN_SERIALIZERS: dict[str, type[Serializer]] = {
+    "cloudpickle": CloudpickleSerializer,
+    "dill": DillSerializer,
+    "source": SourceSerializer,
+}
+
+
+def choose_strategies(remote: RemoteInfo, requested: str, available: Sequence[Serializer]) -> list[Serializer]:
+    """The strategies to encode with, best first. ``requested`` is a profile's ``serializer``."""
+    if requested != "auto":
+        chosen = [s for s in available if s.name == requested]
+        if not chosen:
+            raise SerializationError(f"serializer {requested!r} is not installed")
+        strategy = chosen[0]
+        if not strategy.applies(remote):
+            raise SerializationError(
+                f"serializer {requested!r} cannot produce something the remote Python {remote.python} "
+                f"loads (local Python {platform.python_version()}; remote cloudpickle {remote.cloudpickle}, "
+                f"dill {remote.dill}); use serializer='source' or 'auto'"
+            )
+        return [strategy]
+    return [s for s in available if s.applies(remote)]
+
+
+def encode_payload(
+    fn: Callable[..., Any],
+    calls: Sequence[Call],
+    tasks: Sequence[tuple[int, int]],
+    *,
+    key: bytes,
+    remote: RemoteInfo,
+    strategies: Sequence[Serializer],
+) -> bytes:
+    """Encode ``fn`` and ``calls`` with the first strategy that succeeds; fail locally otherwise."""
+    protocol = min(pickle.HIGHEST_PROTOCOL, remote.pickle_protocol)
+    errors = []
+    encodings = []
+    for strategy in strategies:
+        try:
+            encodings.append({"strategy": strategy.name, "data": strategy.encode(fn, calls, protocol)})
+            break
+        except SerializationError as exc:
+            errors.append(f"{strategy.name}: {exc}")
+    if not encodings:
+        if not strategies:
+            raise SerializationError(f"no serialization strategy applies to the remote Python {remote.python}")
+        raise SerializationError(f"cannot serialize {_qualname(fn)}: " + "; ".join(errors))
+    envelope = {
+        "version": FORMAT_VERSION,
+        "python": platform.python_version(),
+        "strategies": [e["strategy"] for e in encodings],
+        "encodings": encodings,
+        "tasks": [list(t) for t in tasks],
+        "result_protocol": min(pickle.HIGHEST_PROTOCOL, 5),
+    }
+    body = pickle.dumps(envelope, protocol=protocol)
+    return runner.seal(runner.PAYLOAD_MAGIC, key, body)
+
+
+def decode_result(blob: bytes, key: bytes, what: str = "result") -> dict[str, Any]:
+    """Verify and unpickle a result file written by the runner."""
+    from .errors import IntegrityError
+
+    try:
+        body = runner.unseal(runner.RESULT_MAGIC, key, blob, what)
+    except ValueError as exc:
+        raise IntegrityError(f"{exc}; refusing to unpickle it") from None
+    return pickle.loads(body)  # noqa: S301 - authenticated above
+
+
+def loads_value(data: bytes) -> Any:
+    return pickle.loads(data)  # noqa: S301 - from an authenticated result
+
