@@ -146,10 +146,10 @@ class ClusterFuture(cf.Future):
         return self.job.task_of(self.index)
 
     def cancel(self) -> bool:
-        if self.done():
-            return self.cancelled()
+        if not super().cancel():
+            return False
         self.job.executor._cancel_future(self)
-        return super().cancel()
+        return True
 
     def stdout(self) -> str:
         """The job's standard output for the task that ran this call (so far)."""

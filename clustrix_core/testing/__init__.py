@@ -1,0 +1,158 @@
+"""clustrix's pytest plugin for plugin authors (registered through the ``pytest11`` entry point).
+
+Fixtures: ``clustrix_plugin_manager`` (a fresh manager), ``clustrix_register_plugin`` (register a
+plugin object for one test), ``clustrix_config`` (write a temporary config with profiles),
+``recording_transport`` (a transport that records commands and answers from a script), and
+``clustrix_state_dir`` (a private job registry). Conformance suites live in
+:mod:`clustrix_core.testing.conformance`; test clusters are started with :func:`start_cluster`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..transport import CommandResult, LocalTransport
+
+__all__ = ["RecordingTransport", "start_cluster", "write_config"]
+
+
+def write_config(path: Path, profiles: dict[str, dict[str, Any]]) -> Path:
+    """Write a clustrix.toml with ``profiles`` (simple values, lists and tables)."""
+    lines = []
+    for name, values in profiles.items():
+        lines.append(f'[profiles."{name}"]')
+        tables = {}
+        for key, value in values.items():
+            if isinstance(value, dict):
+                tables[key] = value
+            else:
+                lines.append(f"{key} = {_toml(value)}")
+        for key, table in tables.items():
+            lines.append(f'[profiles."{name}".{key}]')
+            lines.extend(f"{k} = {_toml(v)}" for k, v in table.items())
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_started: dict[str, Path] = {}
+
+
+def start_cluster(up_script: str | os.PathLike[str], *, env: dict[str, str] | None = None) -> Path:
+    """Run a test cluster's ``up`` script once per session and return its config file.
+
+    When the cluster cannot start, the test fails under CI (``CI=true``) and is skipped elsewhere."""
+    key = str(up_script) + repr(sorted((env or {}).items()))
+    if key in _started:
+        return _started[key]
+    try:
+        proc = subprocess.run([str(up_script)], capture_output=True, text=True, timeout=1800,
+                              env={**os.environ, **(env or {})})
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        _unavailable(f"{up_script} could not run: {exc}")
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines or not Path(lines[-1]).is_file():
+        _unavailable(f"{up_script} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}\n{proc.stdout[-2000:]}")
+    path = Path(lines[-1])
+    _started[key] = path
+    return path
+
+
+def _unavailable(message: str) -> None:
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"test cluster unavailable in CI: {message}", pytrace=False)
+    pytest.skip(f"test cluster unavailable: {message}")
+
+
+class RecordingTransport(LocalTransport):
+    """A local transport that records every command and can answer chosen commands from a table:
+    ``answers[argv0] = CommandResult-like (returncode, stdout, stderr)`` or a callable."""
+
+    name = "recording"
+
+    def __init__(self, *, profile: Any = None, answers: dict[str, Any] | None = None) -> None:
+        super().__init__(profile=profile)
+        self.calls: list[list[str]] = []
+        self.answers: dict[str, Any] = dict(answers or {})
+
+    def run(self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
+        self.calls.append(list(argv))
+        answer = self.answers.get(argv[0])
+        if answer is None:
+            return super().run(argv, stdin=stdin, timeout=timeout)
+        if callable(answer):
+            answer = answer(list(argv))
+        code, out, err = answer
+        return CommandResult(argv=tuple(argv), returncode=code, stdout=out, stderr=err)
+
+    def commands(self, program: str) -> list[list[str]]:
+        return [c for c in self.calls if c and c[0] == program]
+
+
+@pytest.fixture
+def clustrix_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private job registry for one test."""
+    path = tmp_path / "clustrix-state"
+    monkeypatch.setenv("CLUSTRIX_STATE_DIR", str(path))
+    return path
+
+
+@pytest.fixture
+def clustrix_plugin_manager(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A fresh plugin manager (entry points loaded again), restored after the test."""
+    from .. import plugins
+
+    plugins.reset_plugin_manager()
+    pm = plugins.get_plugin_manager()
+    yield pm
+    plugins.reset_plugin_manager()
+
+
+@pytest.fixture
+def clustrix_register_plugin(clustrix_plugin_manager: Any) -> Iterator[Callable[..., None]]:
+    """``clustrix_register_plugin(obj, name="x")`` registers a plugin object for one test."""
+    names: list[str] = []
+
+    def register(plugin: object, name: str = "test-plugin", distribution: str = "test") -> None:
+        clustrix_plugin_manager.register_plugin(plugin, name, distribution=distribution, version="0")
+        names.append(name)
+
+    yield register
+    for name in names:
+        clustrix_plugin_manager.unregister_plugin(name)
+
+
+@pytest.fixture
+def clustrix_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                    clustrix_state_dir: Path) -> Callable[..., Path]:
+    """``clustrix_config({"name": {...}})`` writes a config file and points CLUSTRIX_CONFIG at it."""
+    from ..config import reset_configuration
+
+    def make(profiles: dict[str, dict[str, Any]]) -> Path:
+        path = write_config(tmp_path / "clustrix.toml", profiles)
+        monkeypatch.setenv("CLUSTRIX_CONFIG", str(path))
+        reset_configuration()
+        return path
+
+    return make
+
+
+@pytest.fixture
+def recording_transport() -> RecordingTransport:
+    return RecordingTransport()

@@ -1,0 +1,227 @@
+"""Shared conformance suites: subclass, set ``profile``, provide the ``cluster_config`` fixture.
+
+Example::
+
+    import pytest
+    from clustrix_core.testing import start_cluster
+    from clustrix_core.testing.conformance import SchedulerConformance
+
+    class TestMySchedulerConformance(SchedulerConformance):
+        profile = "mysched"
+
+        @pytest.fixture(scope="class")
+        def cluster_config(self):
+            return start_cluster("tests/clusters/mysched/up")
+
+Every test runs real jobs against the cluster the profile reaches. Functions shipped by the tests
+are defined inside the tests, so they travel by value and need nothing installed remotely.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..config import reset_configuration
+from ..errors import ConfigError, JobFailedError
+from ..executor import ClusterExecutor
+from ..scheduler import JobState
+
+TIMEOUT = 120.0
+
+
+def wait_for(predicate: Any, timeout: float = TIMEOUT, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+class _Base:
+    profile: str = ""
+    overrides: dict[str, Any] = {}
+
+    @pytest.fixture(scope="class")
+    def cluster_config(self) -> Path:
+        raise NotImplementedError("provide a cluster_config fixture returning the config file path")
+
+    @pytest.fixture
+    def executor(self, cluster_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ClusterExecutor]:
+        monkeypatch.setenv("CLUSTRIX_CONFIG", str(cluster_config))
+        monkeypatch.setenv("CLUSTRIX_STATE_DIR", str(tmp_path / "state"))
+        reset_configuration()
+        ex = ClusterExecutor(self.profile, **self.overrides)
+        yield ex
+        ex.shutdown(wait=False, cancel_futures=True)
+
+
+class SchedulerConformance(_Base):
+    """The contract every scheduler backend keeps, run against its real test cluster."""
+
+    def test_trivial_call_returns_value(self, executor: ClusterExecutor) -> None:
+        def add(a: int, b: int) -> int:
+            return a + b
+
+        fut = executor.submit(add, 2, b=40)
+        assert fut.result(timeout=TIMEOUT) == 42
+        assert fut.native_id
+
+    def test_remote_exception_keeps_type_and_traceback(self, executor: ClusterExecutor) -> None:
+        def fail(x: int) -> None:
+            raise LookupError(f"no item {x}")
+
+        fut = executor.submit(fail, 7)
+        with pytest.raises(LookupError, match="no item 7") as info:
+            fut.result(timeout=TIMEOUT)
+        assert "fail" in info.value.remote_traceback  # type: ignore[attr-defined]
+        assert "LookupError" in info.value.remote_traceback  # type: ignore[attr-defined]
+
+    def test_map_keeps_order(self, executor: ClusterExecutor) -> None:
+        def square(x: int) -> int:
+            return x * x
+
+        items = list(range(23))
+        futures = executor.map_futures(square, items, chunksize=5)
+        assert [f.result(timeout=TIMEOUT) for f in futures] == [x * x for x in items]
+        assert futures[0].job.record.ntasks == 5
+        if executor.backend.scheduler.supports_arrays:
+            assert len({f.job_id for f in futures}) == 1
+
+    def test_cancel_running_job(self, executor: ClusterExecutor) -> None:
+        def sleeper() -> None:
+            time.sleep(600)
+
+        fut = executor.submit(sleeper)
+        wait_for(lambda: any(s.state is JobState.RUNNING for s in fut.job.last_status.values()))
+        assert fut.cancel(), (fut.exception() if fut.done() else None)
+        sched = executor.backend.scheduler
+        final = wait_for(lambda: [s for s in sched.statuses(fut.job.submissions).values() if s.state.final])
+        assert final[0].state in (JobState.CANCELLED, JobState.FAILED), final
+
+    def test_killed_job_raises_job_failure(self, executor: ClusterExecutor) -> None:
+        def die() -> None:
+            import os as _os
+            import signal as _signal
+
+            _os.kill(_os.getpid(), _signal.SIGKILL)
+
+        fut = executor.submit(die)
+        with pytest.raises(JobFailedError) as info:
+            fut.result(timeout=TIMEOUT)
+        assert info.value.state
+        assert info.value.state in str(info.value)
+
+    def test_stdout_and_stderr_are_retrievable(self, executor: ClusterExecutor) -> None:
+        def chatty() -> int:
+            import sys as _sys
+
+            print("hello from stdout")
+            print("hello from stderr", file=_sys.stderr)
+            return 1
+
+        fut = executor.submit(chatty)
+        assert fut.result(timeout=TIMEOUT) == 1
+        if executor.profile.cleanup == "on_success":
+            pytest.skip("job directory removed on success; logs checked with cleanup='never'")
+        assert "hello from stdout" in fut.stdout()
+        assert "hello from stderr" in fut.stderr()
+
+    def test_one_status_query_per_poll(self, executor: ClusterExecutor) -> None:
+        def nap(x: float) -> float:
+            time.sleep(x)
+            return x
+
+        sched = executor.backend.scheduler
+        transport = sched.transport
+        counts: list[tuple[int, int, int]] = []
+        original_status, original_run = sched.statuses, transport.run
+        local = {"runs": 0}
+
+        def counting_run(*args: Any, **kwargs: Any) -> Any:
+            local["runs"] += 1
+            return original_run(*args, **kwargs)
+
+        def counting_statuses(subs: Any) -> Any:
+            local["runs"] = 0
+            result = original_status(subs)
+            finals = sum(1 for s in result.values() if s.state.final)
+            counts.append((len(subs), local["runs"], finals))
+            return result
+
+        transport.run = counting_run  # type: ignore[method-assign]
+        sched.statuses = counting_statuses  # type: ignore[method-assign]
+        try:
+            futures = [executor.submit(nap, 1.5) for _ in range(4)]
+            for f in futures:
+                assert f.result(timeout=TIMEOUT) == 1.5
+        finally:
+            del transport.run
+            del sched.statuses
+        busy = [c for c in counts if c[0] == 4 and c[2] == 0]
+        assert busy, counts
+        assert all(runs == 1 for _, runs, _ in busy), counts
+
+    def test_bad_resources_rejected_before_submission(self, cluster_config: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("CLUSTRIX_CONFIG", str(cluster_config))
+        reset_configuration()
+        with pytest.raises(ConfigError, match="memory"):
+            ClusterExecutor(self.profile, memory="lots")
+        with pytest.raises(ConfigError, match="time"):
+            ClusterExecutor(self.profile, time="soon")
+        with pytest.raises(ConfigError, match="cores"):
+            ClusterExecutor(self.profile, cores=0)
+
+
+class TransportConformance:
+    """The contract every transport keeps. Provide a ``transport`` fixture and ``scratch`` (a
+    writable directory path on the transport's host)."""
+
+    @pytest.fixture
+    def scratch(self, transport: Any) -> Iterator[str]:
+        path = transport.expand(f"~/.clustrix-conformance-{os.getpid()}-{time.monotonic_ns()}")
+        transport.makedirs(path)
+        yield path
+        transport.remove_tree(path)
+
+    def test_run_returns_output_and_status(self, transport: Any) -> None:
+        ok = transport.run(["sh", "-c", "echo out; echo err >&2; exit 3"])
+        assert (ok.returncode, ok.stdout, ok.stderr) == (3, "out\n", "err\n")
+
+    def test_arguments_are_not_shell_interpreted(self, transport: Any, scratch: str) -> None:
+        marker = f"{scratch}/pwned"
+        result = transport.run(["echo", f"$(touch {marker})", ";", "touch", marker])
+        assert result.ok
+        assert f"$(touch {marker})" in result.stdout
+        assert "pwned" not in transport.listdir(scratch)
+
+    def test_stdin_is_passed(self, transport: Any) -> None:
+        assert transport.run(["cat"], stdin=b"abc\x00def").stdout == "abc\x00def"
+
+    def test_bytes_round_trip_and_modes(self, transport: Any, scratch: str) -> None:
+        data = os.urandom(300_000)
+        transport.put_bytes(f"{scratch}/blob", data, mode=0o600)
+        assert transport.get_bytes(f"{scratch}/blob") == data
+        mode = transport.run(["stat", "-c", "%a", f"{scratch}/blob"]).stdout.strip()
+        assert mode == "600"
+        transport.makedirs(f"{scratch}/a/b", mode=0o700)
+        assert transport.run(["stat", "-c", "%a", f"{scratch}/a/b"]).stdout.strip() == "700"
+        assert sorted(transport.listdir(scratch)) == ["a", "blob"]
+
+    def test_missing_file_raises(self, transport: Any, scratch: str) -> None:
+        with pytest.raises((FileNotFoundError, OSError, Exception)):
+            transport.get_bytes(f"{scratch}/missing")
+
+    def test_remove_tree(self, transport: Any, scratch: str) -> None:
+        transport.makedirs(f"{scratch}/x/y")
+        transport.put_bytes(f"{scratch}/x/y/z", b"1")
+        transport.remove_tree(f"{scratch}/x")
+        assert transport.listdir(scratch) == []

@@ -1,0 +1,27 @@
+"""Shared fixtures: the real test clusters (tests/clusters/NAME/up) and a private registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clustrix_core.testing import start_cluster
+
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTERS = ROOT / "tests" / "clusters"
+
+
+def cluster_config(name: str) -> Path:
+    """Start tests/clusters/NAME/up once per session; its config file (fails in CI if it can't)."""
+    return start_cluster(CLUSTERS / name / "up")
+
+
+@pytest.fixture(autouse=True)
+def _private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLUSTRIX_STATE_DIR", str(tmp_path / "clustrix-state"))
+    monkeypatch.delenv("CLUSTRIX_CONFIG", raising=False)
+    monkeypatch.delenv("CLUSTRIX_PROFILE", raising=False)
+    from clustrix_core.config import reset_configuration
+
+    reset_configuration()
