@@ -395,54 +395,57 @@ class ClusterExecutor(cf.Executor):
         names = set(self.backend.transport.listdir(job.record.job_dir))
         ready = [t for t in range(job.record.ntasks) if t not in job.collected and f"result.{t}" in names]
         for t in ready:
-            self._collect_task(job, t)
+            for fut, value, exc in self._collect_task(job, t) or ():
+                _deliver(fut, value=value, exc=exc)
         return bool(ready)
 
-    def _collect_task(self, job: _Job, task: int) -> bool:
-        """Read, verify and deliver result.TASK; False when it is not there."""
+    def _collect_task(self, job: _Job, task: int) -> list[tuple[ClusterFuture, Any, BaseException | None]] | None:
+        """Read and verify result.TASK: what to deliver to each of its futures; None when absent."""
         path = f"{job.record.job_dir}/result.{task}"
         try:
             blob = self.backend.transport.get_bytes(path)
         except (FileNotFoundError, OSError, TransportError):
-            return False
+            return None
         start, stop = job.record.tasks[task]
         futures = job.futures[start:stop]
         job.collected.add(task)
         try:
             report = decode_result(blob, bytes.fromhex(job.record.key), f"{path}")
         except IntegrityError as exc:
-            for fut in futures:
-                _deliver(fut, exc=exc)
-            return True
+            return [(fut, None, exc) for fut in futures]
         if report.get("error"):
             err = rebuild_exception(report["error"])
             failure = SerializationError(f"the runner on the remote could not load the job: {err}")
             failure.__cause__ = err
-            for fut in futures:
-                _deliver(fut, exc=failure)
-            return True
+            return [(fut, None, failure) for fut in futures]
+        out: list[tuple[ClusterFuture, Any, BaseException | None]] = []
         for fut, outcome in zip(futures, report["outcomes"]):
             if outcome["ok"]:
                 try:
-                    value = loads_value(outcome["value"])
+                    out.append((fut, loads_value(outcome["value"]), None))
                 except Exception as exc:
-                    _deliver(fut, exc=SerializationError(f"cannot unpickle the result locally: {exc}"))
-                    continue
-                _deliver(fut, value=value)
+                    out.append((fut, None, SerializationError(f"cannot unpickle the result locally: {exc}")))
             else:
-                _deliver(fut, exc=rebuild_exception(outcome))
-        return True
+                out.append((fut, None, rebuild_exception(outcome)))
+        return out
 
     def _finalize(self, job: _Job, statuses: dict[str, JobStatus]) -> None:
         missing = [t for t in range(job.record.ntasks) if t not in job.collected]
+        deliveries: list[tuple[ClusterFuture, Any, BaseException | None]] = []
         for t in list(missing):
-            if self._collect_task(job, t):
+            got = self._collect_task(job, t)
+            if got is not None:
+                deliveries.extend(got)
                 missing.remove(t)
         worst = _worst(statuses)
         if missing and worst.state in (JobState.LOST, JobState.COMPLETED) and job.lost_polls < _LOST_GRACE_POLLS:
+            for fut, value, exc in deliveries:
+                _deliver(fut, value=value, exc=exc)
             job.lost_polls += 1  # accounting or file system lag: look again before calling it lost
             return
         if missing and worst.state in RETRYABLE and job.retries_left > 0:
+            for fut, value, exc in deliveries:
+                _deliver(fut, value=value, exc=exc)
             job.retries_left -= 1
             logger.warning("job %s ended %s; resubmitting (%d retries left)", job.record.job_id, worst.state,
                            job.retries_left)
@@ -466,16 +469,17 @@ class ClusterExecutor(cf.Executor):
                    f"ended {state} without a result" + (f": {reason}" if reason else ""))
             err = JobFailedError(msg, state=str(state), job_id=job.record.job_id,
                                  native_id=",".join(job.record.native_ids), stderr_tail=tail)
-            for fut in job.futures[start:stop]:
-                _deliver(fut, exc=err)
+            deliveries.extend((fut, None, err) for fut in job.futures[start:stop])
         job.finished = True
-        final = "COMPLETED" if not missing and all(
-            f.done() and not f.cancelled() and f.exception() is None for f in job.futures) else (
-            "CANCELLED" if worst.state is JobState.CANCELLED else "FAILED")
-        if not missing and final == "FAILED":
-            final = "COMPLETED_WITH_ERRORS"
+        raised = any(exc is not None for _, _, exc in deliveries)
+        if missing:
+            final = "CANCELLED" if worst.state is JobState.CANCELLED else "FAILED"
+        else:
+            final = "COMPLETED_WITH_ERRORS" if raised else "COMPLETED"
         job.record.state = final
         get_registry().update(job.record.job_id, state=final, reason=worst.reason[:1000], finished_at=time.time())
+        for fut, value, exc in deliveries:  # after the registry knows, so a process may exit at once
+            _deliver(fut, value=value, exc=exc)
         get_plugin_manager().hook.clustrix_job_finished(record=job.record, state=final)
         if self.profile.cleanup == "always" or (self.profile.cleanup == "on_success" and final == "COMPLETED"):
             self.backend.transport.remove_tree(job.record.job_dir)
