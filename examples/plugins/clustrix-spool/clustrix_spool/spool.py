@@ -135,9 +135,9 @@ def submit_parser() -> argparse.ArgumentParser:
     p.add_argument("--array", help="task range A-B (inclusive), e.g. 0-9")
     p.add_argument("--name")
     p.add_argument("--time", help="time limit in seconds, or [[H:]M:]S")
-    p.add_argument("--cores", type=int)
-    p.add_argument("--mem", type=int, help="memory in MiB (recorded, exported as SPOOL_MEM_MB)")
-    p.add_argument("--slots", type=int, help="how many tasks of this job run at once")
+    p.add_argument("--cores")
+    p.add_argument("--mem", help="memory in MiB (recorded, exported as SPOOL_MEM_MB)")
+    p.add_argument("--slots", help="how many tasks of this job run at once")
     p.add_argument("--parsable", action="store_true", help="print only the job id")
     p.add_argument("script")
     return p
