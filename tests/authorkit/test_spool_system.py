@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from clustrix_spool.scheduler import parse_rows
 
 from .conftest import spool

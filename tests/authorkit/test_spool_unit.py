@@ -7,12 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
+from clustrix_spool.scheduler import OPTIONS, SpoolScheduler, parse_rows
 
 from clustrix_core.config import build_profile
 from clustrix_core.errors import CommandError, ConfigError, SubmissionError
 from clustrix_core.scheduler import JobSpec, JobState, QueueEntry, Submission
 from clustrix_core.testing import RecordingTransport
-from clustrix_spool.scheduler import OPTIONS, SpoolScheduler, parse_rows
 
 from .conftest import DATA
 
@@ -128,7 +128,7 @@ def test_status_query_is_one_command_then_final_lookup(recording_transport: Reco
     def answer(argv: list[str]) -> tuple[int, str, str]:
         if "--all" in argv:
             wanted = argv[-1]
-            return (0, "".join(l + "\n" for l in everything.splitlines() if l.startswith(wanted + "|")), "")
+            return (0, "".join(ln + "\n" for ln in everything.splitlines() if ln.startswith(wanted + "|")), "")
         return (0, active, "")
 
     recording_transport.answers["spool-status"] = answer
