@@ -364,9 +364,9 @@ class ProcessScheduler(Scheduler):
         q = shlex.quote
         cmds = []
         for s in submissions:
-            cmds.append(f"touch {q(s.job_dir)}/cancelled; kill -TERM -- -{int(s.native_id)} 2>/dev/null")
+            cmds.append(f"touch {q(s.job_dir)}/cancelled; kill -TERM -{int(s.native_id)} 2>/dev/null")  # dash: no "--"
         cmds.append("sleep 0.5")
-        cmds.extend(f"kill -KILL -- -{int(s.native_id)} 2>/dev/null" for s in submissions)
+        cmds.extend(f"kill -KILL -{int(s.native_id)} 2>/dev/null" for s in submissions)
         self.transport.run(["sh", "-c", "; ".join(cmds) + "; true"])
 
 
