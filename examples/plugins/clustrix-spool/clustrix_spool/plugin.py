@@ -13,5 +13,9 @@ from clustrix_core.plugins import SchedulerSpec
 def clustrix_schedulers() -> Iterator[SchedulerSpec]:
     from .scheduler import OPTIONS, SpoolScheduler
 
-    yield SchedulerSpec(name="spool", cls=SpoolScheduler, options=OPTIONS,
-                        summary="spool, the example batch system (spool-submit/-status/-cancel)")
+    yield SchedulerSpec(
+        name="spool",
+        cls=SpoolScheduler,
+        options=OPTIONS,
+        summary="spool, the example batch system (spool-submit/-status/-cancel)",
+    )

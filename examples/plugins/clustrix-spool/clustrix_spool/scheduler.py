@@ -11,11 +11,17 @@ import shlex
 from collections.abc import Sequence
 
 import attrs
-
 from clustrix_core.config import Profile
 from clustrix_core.errors import ConfigError, SubmissionError
 from clustrix_core.resources import mebibytes
-from clustrix_core.scheduler import BatchScheduler, JobSpec, JobState, JobStatus, QueueEntry, Submission
+from clustrix_core.scheduler import (
+    BatchScheduler,
+    JobSpec,
+    JobState,
+    JobStatus,
+    QueueEntry,
+    Submission,
+)
 from clustrix_core.transport import CommandResult
 
 #: Profile keys this scheduler accepts besides the core's (shown by ``clustrix plugins``).
@@ -46,8 +52,15 @@ def parse_rows(text: str) -> list[Row]:
         if len(parts) != 5 or not parts[0].isdigit():
             continue
         job_id, task, state, code, reason = parts
-        rows.append(Row(job_id=job_id, task=int(task) if task.isdigit() else None, state=state,
-                        exit_code=int(code) if code.lstrip("-").isdigit() else None, reason=reason))
+        rows.append(
+            Row(
+                job_id=job_id,
+                task=int(task) if task.isdigit() else None,
+                state=state,
+                exit_code=int(code) if code.lstrip("-").isdigit() else None,
+                reason=reason,
+            )
+        )
     return rows
 
 
@@ -77,7 +90,9 @@ class SpoolScheduler(BatchScheduler):
             raise ConfigError(f"nodes={profile.nodes!r}: the spool scheduler runs every task on one host")
         for field in ("partition", "queue", "account", "qos"):
             if getattr(profile, field):
-                raise ConfigError(f"{field}={getattr(profile, field)!r} has no meaning for the spool scheduler")
+                raise ConfigError(
+                    f"{field}={getattr(profile, field)!r} has no meaning for the spool scheduler"
+                )
         for key in ("slots", "max_array_size"):
             value = profile.options.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -113,7 +128,9 @@ class SpoolScheduler(BatchScheduler):
             lines.append(f"--slots={int(p.options['slots'])}")
         return [f"{self.directive_prefix} {line}" for line in lines]
 
-    def submit_argv(self, script_path: str, job: JobSpec, *, first: int, count: int, array: bool) -> list[str]:
+    def submit_argv(
+        self, script_path: str, job: JobSpec, *, first: int, count: int, array: bool
+    ) -> list[str]:
         return [*self._command("spool-submit"), "--parsable", script_path]
 
     def parse_submit(self, result: CommandResult) -> str:
@@ -128,12 +145,16 @@ class SpoolScheduler(BatchScheduler):
 
     def parse_status(self, result: CommandResult) -> list[QueueEntry]:
         result.assert_success()
-        return [QueueEntry(job_id=r.job_id, task=r.task, state=r.state, reason=r.reason)
-                for r in parse_rows(result.stdout)]
+        return [
+            QueueEntry(job_id=r.job_id, task=r.task, state=r.state, reason=r.reason)
+            for r in parse_rows(result.stdout)
+        ]
 
     def final_status(self, submission: Submission) -> JobStatus | None:
         """A job left the active listing: ask spool how it ended (``--all`` is spool's ``sacct``)."""
-        result = self.transport.run([*self._command("spool-status"), "--parsable", "--all", submission.native_id])
+        result = self.transport.run(
+            [*self._command("spool-status"), "--parsable", "--all", submission.native_id]
+        )
         rows = [r for r in parse_rows(result.assert_success().stdout) if r.job_id == submission.native_id]
         if not rows:
             return None

@@ -157,12 +157,14 @@ def read_directives(text: str) -> dict[str, str]:
             continue
         if not stripped.startswith("#SPOOL"):
             break
-        for word in shlex.split(stripped[len("#SPOOL"):]):
+        for word in shlex.split(stripped[len("#SPOOL") :]):
             key, sep, value = word.partition("=")
             key = key.lstrip("-")
             if not word.startswith("--") or not sep or key not in _DIRECTIVE_KEYS:
-                raise SpoolError(f"line {number}: bad directive {word!r}; expected --KEY=VALUE with KEY one of "
-                                 f"{', '.join(_DIRECTIVE_KEYS)}")
+                raise SpoolError(
+                    f"line {number}: bad directive {word!r}; expected --KEY=VALUE with KEY one of "
+                    f"{', '.join(_DIRECTIVE_KEYS)}"
+                )
             found[key] = value
     return found
 
@@ -185,7 +187,9 @@ def parse_array(text: str) -> list[int]:
         raise SpoolError(f"--array={text!r}: expected A-B with 0 <= A <= B")
     count = int(last) - int(first) + 1
     if count > MAX_ARRAY_SIZE:
-        raise SpoolError(f"--array={text!r}: {count} tasks, more than the maximum array size {MAX_ARRAY_SIZE}")
+        raise SpoolError(
+            f"--array={text!r}: {count} tasks, more than the maximum array size {MAX_ARRAY_SIZE}"
+        )
     return list(range(int(first), int(last) + 1))
 
 
@@ -240,7 +244,11 @@ def cmd_submit(argv: list[str]) -> int:
     with open(os.path.join(jdir, "supervisor.log"), "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "_supervise", jdir, str(lock)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(lock,), start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            pass_fds=(lock,),
+            start_new_session=True,
         )
     with open(os.path.join(jdir, "supervisor.pid"), "w") as fh:
         fh.write(str(proc.pid))
@@ -308,8 +316,9 @@ def supervise(jdir: str, lock_fd: int) -> int:
 
 def start_task(jdir: str, meta: dict, task: int) -> subprocess.Popen | None:
     script = os.path.join(jdir, "script")
-    env = dict(os.environ, SPOOL_JOB_ID=str(meta["id"]), SPOOL_JOB_NAME=meta["name"],
-               SPOOL_CPUS=str(meta["cores"]))
+    env = dict(
+        os.environ, SPOOL_JOB_ID=str(meta["id"]), SPOOL_JOB_NAME=meta["name"], SPOOL_CPUS=str(meta["cores"])
+    )
     if meta.get("mem"):
         env["SPOOL_MEM_MB"] = str(meta["mem"])
     if meta["array"]:
@@ -319,8 +328,15 @@ def start_task(jdir: str, meta: dict, task: int) -> subprocess.Popen | None:
         argv = [script] if fh.read(2) == b"#!" else ["/bin/sh", script]
     try:
         with open(os.path.join(jdir, f"output.{task}"), "ab") as out:
-            proc = subprocess.Popen(argv, cwd=meta["cwd"], env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                cwd=meta["cwd"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
     except OSError as exc:
         set_task(jdir, task, "failed", exit=127, reason=f"could not start: {exc}", ended=time.time())
         return None
@@ -387,9 +403,17 @@ def cmd_status(argv: list[str]) -> int:
             print(f"{r['id']}|{task}|{r['state']}|{code}|{reason}")
     if not args.parsable:
         header = ("JOBID", "TASK", "NAME", "STATE", "EXIT", "REASON")
-        table = [header] + [(str(r["id"]), "-" if r["task"] is None else str(r["task"]), r["name"][:24],
-                             r["state"], "" if r.get("exit") is None else str(r["exit"]), r.get("reason") or "")
-                            for r in rows]
+        table = [header] + [
+            (
+                str(r["id"]),
+                "-" if r["task"] is None else str(r["task"]),
+                r["name"][:24],
+                r["state"],
+                "" if r.get("exit") is None else str(r["exit"]),
+                r.get("reason") or "",
+            )
+            for r in rows
+        ]
         widths = [max(len(row[i]) for row in table) for i in range(len(header))]
         for row in table:
             print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())

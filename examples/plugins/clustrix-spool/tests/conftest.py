@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from clustrix_core.testing import write_config
 
 
@@ -20,14 +19,17 @@ def spool_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not Path(submit).is_file():
         pytest.fail("spool-submit is not installed: pip install this package first", pytrace=False)
     root = tmp_path_factory.mktemp("spool")
-    return write_config(root / "clustrix.toml", {
-        "spool": {
-            "scheduler": "spool",
-            "transport": "local",
-            "python": sys.executable,
-            "work_dir": str(root / "jobs"),
-            "spool_dir": str(root / "spool"),
-            "spool_bin": str(Path(submit).parent),
-            "cleanup": "never",
+    return write_config(
+        root / "clustrix.toml",
+        {
+            "spool": {
+                "scheduler": "spool",
+                "transport": "local",
+                "python": sys.executable,
+                "work_dir": str(root / "jobs"),
+                "spool_dir": str(root / "spool"),
+                "spool_bin": str(Path(submit).parent),
+                "cleanup": "never",
+            },
         },
-    })
+    )
