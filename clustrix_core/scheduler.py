@@ -312,7 +312,9 @@ class ProcessScheduler(Scheduler):
             f"# clustrix job {job.job_id}\n"
             "run_task() {\n"
             "  TASK=$1\n"
-            f"  ( {task_body(job).strip().replace(chr(10), '; ')} ) >>{d}/out.$TASK 2>>{d}/err.$TASK\n"
+            "  (\n"
+            f"{task_body(job)}"  # real newlines: values and setup lines may span several lines
+            f"  ) >>{d}/out.$TASK 2>>{d}/err.$TASK\n"
             f"  echo $? >{d}/exit.$TASK.tmp && mv {d}/exit.$TASK.tmp {d}/exit.$TASK\n"
             "}\n"
             f"i=0; while [ $i -lt {job.ntasks} ]; do run_task $i & i=$((i + 1)); done\n"
