@@ -145,8 +145,13 @@ class EveryHook:
 
 
 class LeaveScriptAlone:
+    """Takes only some of the hook's arguments, as pluggy allows."""
+
+    seen: list[str] = []
+
     @hookimpl
-    def clustrix_job_script(self, profile: Any, job_name: str, script: str) -> str | None:
+    def clustrix_job_script(self, script: str) -> str | None:
+        self.seen.append(script)
         return None
 
 
@@ -215,6 +220,7 @@ def test_script_hook_returning_none_changes_nothing(every_hook: EveryHook, clust
 
     plain = load_profile("hooked", authorkit_colour="red")
     assert clustrix_plugin_manager.adjust_job_script(plain, "j", "#!/bin/sh\ntrue\n") == "#!/bin/sh\ntrue\n"
+    assert LeaveScriptAlone.seen[-1] == "#!/bin/sh\ntrue\n"
     blue = load_profile("hooked")
     assert "AUTHORKIT_HOOKED=j" in clustrix_plugin_manager.adjust_job_script(blue, "j", "#!/bin/sh\ntrue\n")
 
