@@ -193,7 +193,8 @@ class ClustrixPluginManager(pluggy.PluginManager):
 
     def adjust_job_script(self, profile: Any, job_name: str, script: str) -> str:
         for impl in reversed(self.hook.clustrix_job_script.get_hookimpls()):
-            new = impl.function(profile=profile, job_name=job_name, script=script)
+            args = {"profile": profile, "job_name": job_name, "script": script}
+            new = impl.function(**{name: args[name] for name in impl.argnames})  # like pluggy: a subset is fine
             if new is not None:
                 script = new
         return script
