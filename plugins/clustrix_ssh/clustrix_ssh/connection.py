@@ -117,16 +117,22 @@ def _connect_hop(endpoint: Endpoint, hop: Hop, sock: Any | None) -> paramiko.SSH
         ) from exc
     except paramiko.AuthenticationException as exc:
         client.close()
-        tried = ", ".join(hop.identity_files) or "the default keys in ~/.ssh"
-        agent = " and ssh-agent" if endpoint.allow_agent and os.environ.get("SSH_AUTH_SOCK") else ""
-        raise ConnectError(f"authentication as {hop.user} on {hop.hostname}:{hop.port} failed "
-                           f"(tried {tried}{agent}): {exc}. Set key_file in the profile, "
-                           f"or IdentityFile in ~/.ssh/config", transient=False) from exc
+        return _connect_failed_auth(endpoint, hop, exc)
     except (OSError, EOFError, paramiko.SSHException) as exc:
         client.close()
+        if "no authentication methods" in str(exc).lower():  # not a single key or agent to try
+            return _connect_failed_auth(endpoint, hop, exc)
         raise ConnectError(f"cannot connect to {hop.hostname}:{hop.port}: {type(exc).__name__}: {exc}",
                            transient=True) from exc
     return client
+
+
+def _connect_failed_auth(endpoint: Endpoint, hop: Hop, exc: BaseException) -> paramiko.SSHClient:
+    tried = ", ".join(hop.identity_files) or "the default keys in ~/.ssh"
+    agent = " and ssh-agent" if endpoint.allow_agent and os.environ.get("SSH_AUTH_SOCK") else ""
+    raise ConnectError(f"authentication as {hop.user} on {hop.hostname}:{hop.port} failed "
+                       f"(tried {tried}{agent}): {exc}. Set key_file in the profile, IdentityFile "
+                       f"in ~/.ssh/config, or load the key into ssh-agent", transient=False) from exc
 
 
 class Connection:
@@ -199,6 +205,7 @@ class Connection:
 
 def is_connection_failure(exc: BaseException) -> bool:
     """True for errors that mean the connection is gone (not an answer from the server)."""
-    if isinstance(exc, (EOFError, paramiko.SSHException, socket.timeout, ConnectionError)):
+    # (not EOFError: paramiko's SFTP client also raises it for an SFTP "end of file" status)
+    if isinstance(exc, (paramiko.SSHException, socket.timeout, ConnectionError)):
         return not isinstance(exc, (paramiko.AuthenticationException, paramiko.BadHostKeyException))
     return False

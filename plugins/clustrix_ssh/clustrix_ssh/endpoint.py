@@ -154,12 +154,13 @@ def parse_jump(spec: str) -> tuple[str | None, str, int | None]:
 
 
 def _hop(config: Any | None, alias: str, *, user: str | None, port: int | None,
-         identity: tuple[str, ...]) -> Hop:
+         identity: tuple[str, ...], fallback: tuple[str, ...] = ()) -> Hop:
     entry = _lookup(config, alias)
     hostname = str(entry.get("hostname") or alias)
     port = port or _port(entry.get("port", 22), f"ssh config entry {alias!r}")
     user = user or entry.get("user") or getpass.getuser()
     files = identity or tuple(_expand(p) for p in entry.get("identityfile", ()) if os.path.isfile(_expand(p)))
+    files = files or fallback
     return Hop(alias=alias, hostname=hostname, port=port, user=str(user), identity_files=files)
 
 
@@ -193,7 +194,8 @@ def resolve(profile: Profile) -> Endpoint:
     if jump_spec and str(jump_spec).strip().lower() != "none":
         for part in str(jump_spec).split(","):
             user, host, port = parse_jump(part)
-            jumps.append(_hop(config, host, user=user, port=port, identity=()))
+            # a jump host uses its own IdentityFile from the SSH config, else the profile's key_file
+            jumps.append(_hop(config, host, user=user, port=port, identity=(), fallback=key_files))
     if profile.known_hosts:
         known: tuple[str, ...] = (_expand(profile.known_hosts),)
         system: tuple[str, ...] = ()

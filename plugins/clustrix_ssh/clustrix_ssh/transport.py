@@ -231,7 +231,7 @@ class SshTransport(Transport):
         try:
             return _Shell.start(conn, self.endpoint)
         except _Interrupted as exc:  # nothing of the caller's ran yet: a plain connection failure
-            raise EOFError(f"the connection failed while starting a shell: {exc.__cause__}") from exc
+            raise ConnectionAbortedError(f"the connection failed while starting a shell: {exc.__cause__}") from exc
         except _ShellUnavailable as exc:
             logger.warning("clustrix: no persistent shell on %s (%s); running every command on its own channel",
                            self.endpoint.describe(), exc)
