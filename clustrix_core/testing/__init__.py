@@ -81,8 +81,10 @@ def _unavailable(message: str) -> None:
 
 
 class RecordingTransport(LocalTransport):
-    """A local transport that records every command and can answer chosen commands from a table:
-    ``answers[argv0] = CommandResult-like (returncode, stdout, stderr)`` or a callable."""
+    """A local transport that records every command (``calls``) and can answer chosen commands
+    from a table: ``answers[program] = (returncode, stdout, stderr)``, or a callable that takes the
+    argv and returns such a tuple. ``program`` is ``argv[0]`` or its base name (so ``answers["qsub"]``
+    also answers ``/opt/sge/bin/qsub``). Commands without an answer really run, locally."""
 
     name = "recording"
 
@@ -95,6 +97,8 @@ class RecordingTransport(LocalTransport):
         self.calls.append(list(argv))
         answer = self.answers.get(argv[0])
         if answer is None:
+            answer = self.answers.get(os.path.basename(argv[0]))
+        if answer is None:
             return super().run(argv, stdin=stdin, timeout=timeout)
         if callable(answer):
             answer = answer(list(argv))
@@ -102,7 +106,8 @@ class RecordingTransport(LocalTransport):
         return CommandResult(argv=tuple(argv), returncode=code, stdout=out, stderr=err)
 
     def commands(self, program: str) -> list[list[str]]:
-        return [c for c in self.calls if c and c[0] == program]
+        """The recorded commands whose ``argv[0]`` is ``program`` or ends in ``/program``."""
+        return [c for c in self.calls if c and (c[0] == program or c[0].endswith("/" + program))]
 
 
 @pytest.fixture
@@ -155,4 +160,5 @@ def clustrix_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 @pytest.fixture
 def recording_transport() -> RecordingTransport:
+    """A :class:`RecordingTransport` for unit tests of command builders and parsers."""
     return RecordingTransport()

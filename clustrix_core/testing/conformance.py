@@ -10,11 +10,14 @@ Example::
         profile = "mysched"
 
         @pytest.fixture(scope="class")
-        def cluster_config(self):
+        @classmethod
+        def cluster_config(cls):
             return start_cluster("tests/clusters/mysched/up")
 
 Every test runs real jobs against the cluster the profile reaches. Functions shipped by the tests
 are defined inside the tests, so they travel by value and need nothing installed remotely.
+``overrides`` (a dict of profile values) applies to every test's executor. The plugin author's
+guide is docs/writing-a-plugin.md in the clustrix repository.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import pytest
 from ..config import reset_configuration
 from ..errors import ConfigError, JobFailedError
 from ..executor import ClusterExecutor
-from ..scheduler import JobState
+from ..scheduler import BatchScheduler, JobState
 
 TIMEOUT = 120.0
 
@@ -50,8 +53,11 @@ class _Base:
     overrides: dict[str, Any] = {}
 
     @pytest.fixture(scope="class")
-    def cluster_config(self) -> Path:
-        raise NotImplementedError("provide a cluster_config fixture returning the config file path")
+    @classmethod
+    def cluster_config(cls) -> Path:
+        raise NotImplementedError(
+            f"{cls.__name__}: override the class-scoped fixture cluster_config; it returns the path of a "
+            f"clustrix config file that has the profile {cls.profile!r}")
 
     @pytest.fixture
     def executor(self, cluster_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ClusterExecutor]:
@@ -92,8 +98,26 @@ class SchedulerConformance(_Base):
         futures = executor.map_futures(square, items, chunksize=5)
         assert [f.result(timeout=TIMEOUT) for f in futures] == [x * x for x in items]
         assert futures[0].job.record.ntasks == 5
-        if executor.backend.scheduler.supports_arrays:
-            assert len({f.job_id for f in futures}) == 1
+        assert len({f.job_id for f in futures}) == 1
+        sched = executor.backend.scheduler
+        if isinstance(sched, BatchScheduler) and sched.supports_arrays:  # the array path: one per chunk
+            assert len(futures[0].job.submissions) == len(sched.array_chunks(5))
+
+    def test_map_with_a_killed_task_fails_only_its_calls(self, executor: ClusterExecutor) -> None:
+        def maybe_die(x: int) -> int:
+            import os as _os
+            import signal as _signal
+
+            if x == 3:
+                _os.kill(_os.getpid(), _signal.SIGKILL)
+            return x
+
+        futures = executor.map_futures(maybe_die, range(6), chunksize=2)  # tasks [0, 1], [2, 3], [4, 5]
+        assert [futures[i].result(timeout=TIMEOUT) for i in (0, 1, 4, 5)] == [0, 1, 4, 5]
+        for i in (2, 3):  # the task died before writing its result: both of its calls fail
+            with pytest.raises(JobFailedError) as info:
+                futures[i].result(timeout=TIMEOUT)
+            assert "task 1" in str(info.value)
 
     def test_cancel_running_job(self, executor: ClusterExecutor) -> None:
         def sleeper() -> None:
