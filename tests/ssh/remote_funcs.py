@@ -52,7 +52,7 @@ def make_scaler(factor):
 
 
 def fails(x):
-    raise ValueError("bad value %r on Python %d.%d" % (x, sys.version_info[0], sys.version_info[1]))
+    raise ValueError("bad value %r on Python %d.%d" % (x, sys.version_info[0], sys.version_info[1]))  # noqa: UP031
 
 
 def versions_of(*names):

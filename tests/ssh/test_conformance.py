@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from clustrix_ssh.transport import SshTransport
 
 from clustrix_core.config import load_profile
 from clustrix_core.testing.conformance import SchedulerConformance, TransportConformance
-from clustrix_ssh.transport import SshTransport
 from tests.conftest import cluster_config
 
 

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clustrix_ssh.errors import ConnectError
+from clustrix_ssh.transport import SshTransport
 
 from clustrix_core.config import build_profile, load_profile
 from clustrix_core.errors import ConfigError, TransportError
 from clustrix_core.executor import ClusterExecutor
-from clustrix_ssh.errors import ConnectError
-from clustrix_ssh.transport import SshTransport
 
 
 def ssh_values() -> dict[str, Any]:
@@ -227,3 +227,20 @@ def test_commands_big_output_stdin_builtins_timeout(ssh_config: Path, persistent
         assert t.run(["printf", "%s", shlex.quote("a'b")]).stdout == "'a'\"'\"'b'"
     finally:
         t.close()
+
+
+def test_forked_child_opens_its_own_connection(transport: SshTransport) -> None:
+    assert transport.run(["true"]).ok
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: the parent's connection must not be used
+        try:
+            ok = transport.run(["echo", "child"]).stdout == "child\n" and transport.stats["connects"] == 2
+            os.write(write, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    assert os.read(read, 1) == b"1"
+    os.waitpid(pid, 0)
+    assert transport.run(["echo", "parent"]).stdout == "parent\n"
+    assert transport.stats["connects"] == 1

@@ -9,13 +9,13 @@ import threading
 import time
 
 import pytest
+from clustrix_ssh.transport import SshTransport
 
 from clustrix_core.config import load_profile
 from clustrix_core.errors import JobFailedError
 from clustrix_core.executor import ClusterExecutor
 from clustrix_core.scheduler import JobState
 from clustrix_core.testing.conformance import wait_for
-from clustrix_ssh.transport import SshTransport
 
 from .conftest import PrivateSshd
 

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clustrix_ssh.errors import HostKeyError
+from clustrix_ssh.transport import SshTransport
 
 from clustrix_core.config import load_profile
 from clustrix_core.errors import IntegrityError
 from clustrix_core.transport import shared_transport
-from clustrix_ssh.errors import HostKeyError
-from clustrix_ssh.transport import SshTransport
 
 from .test_connection import add, make_profile, ssh_values
 

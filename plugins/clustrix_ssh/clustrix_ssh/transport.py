@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import posixpath
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,6 +43,18 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 _RETRIES = 3
 _BIG_STDIN = 1 << 20
+
+
+_instances: weakref.WeakSet[SshTransport] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for transport in list(_instances):
+        transport._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 class _Interrupted(Exception):
@@ -65,6 +79,14 @@ class SshTransport(Transport):
         self._no_shell = False
         self.stats = {"connects": 0, "commands": 0, "sftp": 0, "reconnects": 0}
         """Counters for tests and benchmarks: connections opened, commands run, SFTP operations."""
+        _instances.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child the parent's connection is not usable (nor closable): forget it."""
+        self._lock = threading.Lock()
+        self._conn = None
+        self._idle_shells = []
+        self._sessions = threading.BoundedSemaphore(max(1, self.endpoint.max_sessions - 1))
 
     @classmethod
     def connection_key(cls, profile: Profile) -> tuple[Any, ...]:
