@@ -3,12 +3,16 @@ clustrix_core.testing) records every command and answers the ones you script."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from clustrix_core.config import build_profile
 from clustrix_core.errors import ConfigError, SubmissionError
 from clustrix_core.scheduler import JobSpec, JobState, Submission
 
 from clustrix_spool.scheduler import OPTIONS, SpoolScheduler
+
+DATA = Path(__file__).parent / "data"  # output captured from real spool commands
 
 
 def scheduler(transport, **values):
@@ -49,19 +53,35 @@ def test_garbage_from_submit_is_a_submission_error(recording_transport):
 
 
 def test_one_status_command_for_many_jobs(recording_transport):
+    active = (DATA / "status-active.txt").read_text()  # real `spool-status --parsable 1 2 3 4 5` output
+    finished = (DATA / "status-all.txt").read_text()  # real `spool-status --parsable --all 1 2 3 4 5`
+
     def answer(argv):
-        if "--all" in argv:  # the job that left the queue: how did it end?
-            return (0, "8|-|failed|3|exit status 3\n", "")
-        return (0, "7|0|running||\n7|1|queued||\n", "")
+        if "--all" in argv:  # a job that left the queue: how did it end?
+            wanted = argv[-1]
+            return (0, "".join(ln + "\n" for ln in finished.splitlines() if ln.startswith(wanted + "|")), "")
+        return (0, active, "")
 
     recording_transport.answers["spool-status"] = answer
     sched = scheduler(recording_transport)
-    out = sched.statuses(
-        [Submission(native_id="7", job_dir="/a", count=2), Submission(native_id="8", job_dir="/b")]
-    )
-    assert out["7"].state is JobState.RUNNING
-    assert out["8"].state is JobState.FAILED and out["8"].exit_code == 3
+    subs = [Submission(native_id="1", job_dir="/a", count=4), Submission(native_id="4", job_dir="/b")]
+    out = sched.statuses(subs)
+    assert out["1"].state is JobState.PENDING  # tasks 2 and 3 still queued
+    assert out["1"].tasks == {2: JobState.PENDING, 3: JobState.PENDING}
+    assert out["4"].state is JobState.FAILED and out["4"].exit_code == 137  # killed by SIGKILL
     assert len(recording_transport.commands("spool-status")) == 2  # one query + one final lookup
+
+
+def test_final_status_of_an_array(recording_transport):
+    recording_transport.answers["spool-status"] = (0, (DATA / "status-all.txt").read_text(), "")
+    status = scheduler(recording_transport).final_status(Submission(native_id="1", job_dir="/a", count=4))
+    assert (status.state, status.exit_code, status.reason) == (JobState.FAILED, 3, "exit status 3")
+    assert status.tasks == {
+        0: JobState.COMPLETED,
+        1: JobState.COMPLETED,
+        2: JobState.FAILED,
+        3: JobState.COMPLETED,
+    }
 
 
 def test_gpus_are_rejected(recording_transport):
