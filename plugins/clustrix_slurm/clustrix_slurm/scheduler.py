@@ -1,0 +1,273 @@
+"""The SLURM scheduler: the SLURM-specific pieces of :class:`~clustrix_core.scheduler.BatchScheduler`.
+
+- submit: ``sbatch --parsable JOB_DIR/job.N.sh`` with ``#SBATCH`` directives from the profile;
+  a ``map`` is one job array ``--array=0-N[%max_parallel]``, split into several arrays when it
+  is larger than the cluster's ``MaxArraySize`` (read once from ``scontrol show config``);
+- watch: one ``squeue --states=all --jobs=ID,ID,...`` per poll for every watched job. While
+  slurmctld remembers a finished job (``MinJobAge``, 300 s by default) that same call gives
+  its final state;
+- a job squeue no longer lists: one ``sacct`` call for all of them where accounting works, else
+  ``scontrol show job`` (which knows what slurmctld still remembers); a job neither knows is
+  ``LOST`` (after the executor's grace);
+- cancel: ``scancel ID ...`` (an array id cancels every task);
+- sizing: ``parallelism()`` is the partition's CPUs (times N with ``OverSubscribe=FORCE:N``)
+  divided by the CPUs one task asks for, or the profile's ``max_parallel``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from clustrix_core.errors import ConfigError, SubmissionError
+from clustrix_core.resources import format_dhms, mebibytes
+from clustrix_core.scheduler import BatchScheduler, JobSpec, JobState, JobStatus, QueueEntry, Submission
+from clustrix_core.transport import CommandResult
+
+from . import parsers
+from .parsers import JobRow
+
+logger = logging.getLogger(__name__)
+
+OPTIONS = {
+    "sacct": "how to learn the end of a job squeue no longer lists: 'auto' (default: sacct when "
+             "accounting works, else scontrol show job), true (always sacct), false (never sacct)",
+}
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.,:+@=-]+$")
+_UNKNOWN_JOB = "Invalid job id specified"
+
+
+def _sacct_mode(value: Any) -> str:
+    if value is None or value == "auto":
+        return "auto"
+    if value in (True, "true", "yes", "on", 1):
+        return "on"
+    if value in (False, "false", "no", "off", 0):
+        return "off"
+    raise ConfigError(f"sacct={value!r} must be true, false or 'auto'")
+
+
+def _directive_value(value: str) -> str:
+    """A value as sbatch reads it from an ``#SBATCH`` line: double-quoted when it has spaces."""
+    if any(c in value for c in '"\n\r'):
+        raise ConfigError(f"{value!r} cannot be written into an #SBATCH line (quote or newline)")
+    return f'"{value}"' if any(c.isspace() for c in value) else value
+
+
+def _pattern(path: str) -> str:
+    """A literal path inside an sbatch filename pattern (``%`` starts a replacement)."""
+    return path.replace("%", "%%")
+
+
+class SlurmScheduler(BatchScheduler):
+    """SLURM 17.11 and later (tested on 22.05) through its commands, locally or over SSH."""
+
+    name = "slurm"
+    directive_prefix = "#SBATCH"
+    task_var = "SLURM_ARRAY_TASK_ID"
+    task_base = 0
+    STATES = parsers.STATES
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._sacct = _sacct_mode(self.profile.options.get("sacct"))
+        self._max_array: int | None | bool = False  # False: not read yet
+        self._parallelism: int | None = None
+
+    # ------------------------------------------------------------ validation
+    def validate(self, profile: Any) -> None:
+        _sacct_mode(profile.options.get("sacct"))
+        if profile.partition and profile.queue and profile.partition != profile.queue:
+            raise ConfigError(f"partition={profile.partition!r} and queue={profile.queue!r} disagree: "
+                              "SLURM calls queues partitions; set one of them")
+        for key in ("partition", "queue", "account", "qos"):
+            value = getattr(profile, key)
+            if value is not None and not _NAME_RE.match(value):
+                raise ConfigError(f"{key}={value!r} is not a SLURM name (letters, digits and _.,:+@=- only)")
+        for line in profile.directives:
+            if "\n" in line or "\r" in line:
+                raise ConfigError(f"directives: {line!r} spans several lines; give one directive per item")
+            if line.startswith("#") and not line.startswith("#SBATCH"):
+                raise ConfigError(f"directives: {line!r} starts with '#' but not '#SBATCH'; write "
+                                  "'--option=value' or '#SBATCH --option=value'")
+
+    @property
+    def partition(self) -> str | None:
+        return self.profile.partition or self.profile.queue
+
+    # ------------------------------------------------------------ cluster facts (read once)
+    def max_array_size(self) -> int | None:
+        """``MaxArraySize`` of ``scontrol show config`` (an array's indices are 0 .. MaxArraySize-1)."""
+        if self._max_array is False:
+            result = self.transport.run(["scontrol", "show", "config"])
+            value = parsers.parse_config_value(result.stdout, "MaxArraySize") if result.ok else None
+            if value is None or not value.isdigit():
+                logger.warning("slurm: cannot read MaxArraySize (scontrol show config: exit %s); "
+                               "assuming 1001", result.returncode)
+                value = "1001"
+            self._max_array = int(value)
+            if self._max_array == 0:  # job arrays disabled on this cluster: one job per task
+                self.supports_arrays = False
+        return self._max_array or 1  # type: ignore[return-value]
+
+    def parallelism(self) -> int:
+        """``max_parallel``, else how many of these jobs the partition runs at once: its CPUs
+        (times N with ``OverSubscribe=FORCE:N``) over the CPUs one job asks for."""
+        if self.profile.max_parallel:
+            return self.profile.max_parallel
+        if self._parallelism is None:
+            argv = ["scontrol", "--oneliner", "show", "partition"]
+            if self.partition:
+                argv.append(self.partition.split(",")[0])
+            result = self.transport.run(argv)
+            parts = parsers.parse_partitions(result.stdout) if result.ok else []
+            chosen = [p for p in parts if p.default] or parts
+            if not chosen:
+                logger.warning("slurm: cannot read the partition (%s: exit %s %s); map runs 1 task",
+                               " ".join(argv), result.returncode, result.stderr.strip())
+                self._parallelism = 1
+            else:
+                part = chosen[0]
+                per_job = max(1, self.profile.cores) * max(1, self.profile.nodes)
+                self._parallelism = max(1, part.total_cpus * part.jobs_per_cpu // per_job)
+        return self._parallelism
+
+    # ------------------------------------------------------------ submission
+    def directives(self, job: JobSpec, *, count: int, array: bool, first: int = 0) -> list[str]:
+        p = job.profile
+        d = _pattern(job.job_dir)
+        if not array:
+            out, err = f"{d}/out.{first}", f"{d}/err.{first}"
+        elif first == 0:  # SLURM's own messages (time limit, OOM) land in the task's own files
+            out, err = f"{d}/out.%a", f"{d}/err.%a"
+        else:  # a later chunk of a split array: SLURM cannot add the offset to %a
+            out, err = f"{d}/slurm-%A_%a.out", f"{d}/slurm-%A_%a.err"
+        lines = [
+            f"--job-name={job.name}",
+            f"--chdir={_directive_value(job.job_dir)}",
+            f"--output={_directive_value(out)}",
+            f"--error={_directive_value(err)}",
+            "--open-mode=append",
+            f"--cpus-per-task={p.cores}",
+        ]
+        if p.nodes > 1:
+            lines.append(f"--nodes={p.nodes}")
+        if p.memory:
+            lines.append(f"--mem={mebibytes(p.memory)}M")
+        if p.time:
+            lines.append(f"--time={format_dhms(p.time)}")
+        if p.gpus:
+            lines.append(f"--gres=gpu:{p.gpus}")
+        if self.partition:
+            lines.append(f"--partition={self.partition}")
+        if p.account:
+            lines.append(f"--account={p.account}")
+        if p.qos:
+            lines.append(f"--qos={p.qos}")
+        if array:
+            spec = f"0-{count - 1}"
+            if p.max_parallel and p.max_parallel < count:
+                spec += f"%{p.max_parallel}"
+            lines.append(f"--array={spec}")
+        return [f"{self.directive_prefix} {line}" for line in lines]
+
+    def render_script(self, job: JobSpec, *, first: int = 0, count: int | None = None,
+                      array: bool | None = None) -> str:
+        self._first = first  # directives() needs the chunk's first task for the output paths
+        try:
+            return super().render_script(job, first=first, count=count, array=array)
+        finally:
+            del self._first
+
+    def submit_argv(self, script_path: str, job: JobSpec, *, first: int, count: int, array: bool) -> list[str]:
+        return ["sbatch", "--parsable", script_path]
+
+    def parse_submit(self, result: CommandResult) -> str:
+        result.assert_success()
+        try:
+            return parsers.parse_sbatch(result.stdout)
+        except ValueError as exc:
+            raise SubmissionError(f"slurm: {exc} (stderr: {result.stderr.strip()!r})") from None
+
+    # ------------------------------------------------------------ watching
+    def status_argv(self, native_ids: Sequence[str]) -> list[str]:
+        return ["squeue", "--noheader", "--states=all", f"--jobs={','.join(native_ids)}",
+                f"--format={parsers.SQUEUE_FORMAT}"]
+
+    def parse_status(self, result: CommandResult) -> list[QueueEntry]:
+        if result.returncode != 0 and _UNKNOWN_JOB in result.stderr:
+            return []  # squeue -j with one id that slurmctld no longer knows: exit 1
+        result.assert_success()
+        return [QueueEntry(job_id=r.job_id, task=r.task, state=r.state, reason=r.reason)
+                for r in parsers.parse_squeue(result.stdout)]
+
+    def final_status(self, submission: Submission) -> JobStatus | None:
+        return self.final_statuses([submission]).get(submission.native_id)
+
+    def final_statuses(self, submissions: Sequence[Submission]) -> dict[str, JobStatus]:
+        """How jobs that squeue no longer lists ended: one ``sacct`` call for all of them, or
+        ``scontrol show job`` per job where there is no accounting. Jobs neither knows are left out."""
+        if not submissions:
+            return {}
+        rows: list[JobRow] | None = None
+        if self._sacct != "off":
+            rows = self._sacct_rows([s.native_id for s in submissions])
+        if rows is None:
+            rows = []
+            for sub in submissions:
+                result = self.transport.run(["scontrol", "--oneliner", "show", "job", sub.native_id])
+                if result.ok:
+                    rows.extend(parsers.parse_scontrol_jobs(result.stdout))
+        by_job: dict[str, list[JobRow]] = {}
+        for row in rows:
+            by_job.setdefault(row.job_id, []).append(row)
+        out = {}
+        for sub in submissions:
+            status = self._summarize(sub, by_job.get(sub.native_id, []))
+            if status is not None:
+                out[sub.native_id] = status
+        return out
+
+    def _sacct_rows(self, ids: Sequence[str]) -> list[JobRow] | None:
+        """sacct's rows, or ``None`` when accounting does not work here (then: scontrol)."""
+        result = self.transport.run(["sacct", "--noheader", "--parsable2", "--allocations",
+                                     f"--jobs={','.join(ids)}", f"--format={parsers.SACCT_FIELDS}"])
+        if result.ok:
+            return parsers.parse_sacct(result.stdout)
+        message = (result.stderr or result.stdout).strip()
+        if self._sacct == "auto":
+            logger.info("slurm: sacct does not work here (%s); using scontrol show job from now on", message)
+            self._sacct = "off"
+        else:
+            logger.warning("slurm: sacct failed (exit %s): %s", result.returncode, message)
+        return None
+
+    def _summarize(self, sub: Submission, rows: list[JobRow]) -> JobStatus | None:
+        if not rows:
+            return None
+        states = [(r, self.map_state(r.state)) for r in rows]
+        tasks = {sub.first + r.task - self.task_base: s for r, s in states if r.task is not None}
+        live = [(r, s) for r, s in states if not s.final]
+        if live:  # back in the queue (requeued) or accounting behind: report it as it is
+            r, s = live[0]
+            return JobStatus(state=s, reason=r.reason, tasks=tasks)
+        if sub.count > 1 and len(tasks) < sub.count:
+            return None  # not every task of the array is recorded (yet)
+        r, s = next(((r, s) for r, s in states if s is not JobState.COMPLETED), states[0])
+        return JobStatus(state=s, reason=_reason(r, s), exit_code=r.exit_code, tasks=tasks)
+
+    def cancel_argv(self, native_ids: Sequence[str]) -> list[str]:
+        return ["scancel", *native_ids]
+
+
+def _reason(row: JobRow, state: JobState) -> str:
+    parts = [row.reason] if row.reason else []
+    if row.raw and row.task is not None:
+        parts.append(f"array task {row.raw}")
+    if row.signal:
+        parts.append(f"killed by signal {row.signal}")
+    elif row.exit_code:
+        parts.append(f"exit code {row.exit_code}")
+    return ", ".join(parts)
