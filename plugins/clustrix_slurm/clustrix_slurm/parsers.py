@@ -84,11 +84,12 @@ def clean_reason(text: str) -> str:
 
 
 def parse_sbatch(text: str) -> str:
-    """The job id from ``sbatch --parsable`` output (``ID`` or ``ID;CLUSTER``)."""
+    """The job id from ``sbatch --parsable`` output (``ID`` or ``ID;CLUSTER``), or from the plain
+    ``Submitted batch job ID`` of an sbatch wrapper that drops ``--parsable``."""
     for line in reversed(text.strip().splitlines()):
-        candidate = line.strip().split(";", 1)[0]
-        if candidate.isdigit():
-            return candidate
+        m = re.match(r"^(?:Submitted batch job )?(\d+)(?:;\S*)?$", line.strip())
+        if m:
+            return m.group(1)
     raise ValueError(f"sbatch printed no job id: {text!r}")
 
 
