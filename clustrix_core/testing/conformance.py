@@ -181,7 +181,7 @@ class SchedulerConformance(_Base):
             return result
 
         transport.run = counting_run  # type: ignore[method-assign]
-        sched.statuses = counting_statuses  # type: ignore[method-assign]
+        sched.statuses = counting_statuses  # type: ignore[method-assign,assignment]
         try:
             futures = [executor.submit(nap, 1.5) for _ in range(4)]
             for f in futures:

@@ -4,10 +4,11 @@ really behave like a batch system, or the conformance run proves nothing."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from clustrix_spool.scheduler import parse_rows
+from clustrix_spool.scheduler import Row, parse_rows
 
 from .conftest import spool
 
@@ -18,7 +19,7 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def wait_rows(spool_dir: Path, job: str, done: callable, timeout: float = 30.0) -> list:
+def wait_rows(spool_dir: Path, job: str, done: Callable[[list[Row]], bool], timeout: float = 30.0) -> list[Row]:
     deadline = time.monotonic() + timeout
     while True:
         rows = parse_rows(spool("status", "--all", "--parsable", job, spool_dir=spool_dir).stdout)
@@ -27,7 +28,7 @@ def wait_rows(spool_dir: Path, job: str, done: callable, timeout: float = 30.0) 
         time.sleep(0.05)
 
 
-def finished(rows: list) -> bool:
+def finished(rows: list[Row]) -> bool:
     return bool(rows) and all(r.state not in ("queued", "running") for r in rows)
 
 

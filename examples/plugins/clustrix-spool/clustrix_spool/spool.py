@@ -293,9 +293,9 @@ def supervise(jdir: str, lock_fd: int) -> int:
                     kill(task, proc, "cancelled")
         while pending and len(running) < meta["slots"]:
             task = pending.pop(0)
-            proc = start_task(jdir, meta, task)
-            if proc is not None:
-                running[task] = (proc, time.monotonic())
+            started_proc = start_task(jdir, meta, task)
+            if started_proc is not None:
+                running[task] = (started_proc, time.monotonic())
         now = time.monotonic()
         for task, (proc, started) in list(running.items()):
             code = proc.poll()
@@ -388,7 +388,7 @@ def cmd_status(argv: list[str]) -> int:
         ids = args.ids
     else:
         ids = sorted((n for n in os.listdir(os.path.join(spool, "jobs")) if n.isdigit()), key=int)
-    rows = []
+    rows: list[dict] = []
     for job_id in ids:
         jdir = job_dir(spool, job_id)
         found = job_rows(jdir)
