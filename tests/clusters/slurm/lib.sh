@@ -79,6 +79,15 @@ pid_alive() {
     proc_is "${pid}" "${comm}"
 }
 
+# term_pidfile PIDFILE COMM -> send SIGTERM only (to stop several daemons in parallel;
+# follow with stop_pidfile for each to wait for them)
+term_pidfile() {
+    local pidfile="$1" comm="$2" pid
+    pid_alive "${pidfile}" "${comm}" || return 0
+    pid="$(read_pid "${pidfile}")"
+    kill -TERM "${pid}" 2>/dev/null || true
+}
+
 # stop_pidfile PIDFILE COMM [TIMEOUT] -> SIGTERM the process named by PIDFILE, wait for
 # that pid to exit, SIGKILL after TIMEOUT seconds. Never looks processes up by name.
 stop_pidfile() {
