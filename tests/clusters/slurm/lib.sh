@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this
 # Shared by tests/clusters/slurm/up and tests/clusters/slurm/down (sourced, not run).
 # Paths, logging and PID-file based process control for the single-node test SLURM.
 
@@ -85,6 +86,7 @@ term_pidfile() {
     local pidfile="$1" comm="$2" pid
     pid_alive "${pidfile}" "${comm}" || return 0
     pid="$(read_pid "${pidfile}")"
+    log "sending SIGTERM to ${comm} (pid ${pid})"
     kill -TERM "${pid}" 2>/dev/null || true
 }
 
@@ -117,6 +119,18 @@ stop_pidfile() {
         rm -f -- "${pidfile}"
     fi
     return 0
+}
+
+# wait_for SECONDS COMMAND... -> run COMMAND every 0.1 s until it succeeds; false after
+# SECONDS (wall clock, however long each try takes)
+wait_for() {
+    local secs="$1" end
+    shift
+    end=$((SECONDS + secs))
+    until "$@"; do
+        ((SECONDS < end)) || return 1
+        sleep 0.1
+    done
 }
 
 # Serialise concurrent up/down runs on this state dir (fd 9). Every daemon and child

@@ -23,8 +23,8 @@ MANIFEST="${OUT}/exit_codes.tsv"
 JOBS="${OUT}/jobs.tsv"
 [[ -f "${MANIFEST}" ]] || printf 'case\trc\tcommand\n' >"${MANIFEST}"
 [[ -f "${JOBS}" ]] || printf 'name\tjob_id\tsubmitted_with\n' >"${JOBS}"
-# shellcheck source=../../clusters/slurm/lib.sh
 _SCRIPT_NAME="capture_oom"
+# shellcheck source-path=SCRIPTDIR source=../../clusters/slurm/lib.sh
 source "${HERE}/../../clusters/slurm/lib.sh"
 MAIN_CONF="/etc/slurm/slurm.conf"
 
