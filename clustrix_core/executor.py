@@ -146,8 +146,11 @@ class ClusterFuture(cf.Future):
         return self.job.task_of(self.index)
 
     def cancel(self) -> bool:
+        if self.cancelled():
+            return True
         if not super().cancel():
             return False
+        self.set_running_or_notify_cancel()  # CANCELLED_AND_NOTIFIED, so concurrent.futures.wait sees it
         self.job.executor._cancel_future(self)
         return True
 
@@ -168,6 +171,7 @@ class _Job:
         self.collected: set[int] = set()
         self.finished = False
         self.lost_polls = 0
+        self.lost_since: float | None = None
         self.retries_left = executor.profile.retries
         self.last_status: dict[str, JobStatus] = {}
 
@@ -386,7 +390,7 @@ class ClusterExecutor(cf.Executor):
             job.last_status = job_status  # type: ignore[assignment]
             if all(st.final for st in (v.state for v in job_status.values())):  # type: ignore[union-attr]
                 self._finalize(job, job_status)  # type: ignore[arg-type]
-                changed = True
+                changed |= job.finished or job.lost_polls == 0  # waiting out a lag backs off
             elif job.record.ntasks > 1:
                 changed |= self._collect_ready(job)
         return changed
@@ -429,6 +433,14 @@ class ClusterExecutor(cf.Executor):
                 out.append((fut, None, rebuild_exception(outcome)))
         return out
 
+    def _lost_grace(self, job: _Job) -> bool:
+        """Accounting or file system lag: look again (at least _LOST_GRACE_POLLS polls and the
+        scheduler's ``lost_grace`` seconds) before calling a job without results lost."""
+        now = time.monotonic()
+        job.lost_since = job.lost_since or now
+        job.lost_polls += 1
+        return job.lost_polls <= _LOST_GRACE_POLLS or now - job.lost_since < self.backend.scheduler.lost_grace
+
     def _finalize(self, job: _Job, statuses: dict[str, JobStatus]) -> None:
         missing = [t for t in range(job.record.ntasks) if t not in job.collected]
         deliveries: list[tuple[ClusterFuture, Any, BaseException | None]] = []
@@ -438,10 +450,9 @@ class ClusterExecutor(cf.Executor):
                 deliveries.extend(got)
                 missing.remove(t)
         worst = _worst(statuses)
-        if missing and worst.state in (JobState.LOST, JobState.COMPLETED) and job.lost_polls < _LOST_GRACE_POLLS:
+        if missing and worst.state in (JobState.LOST, JobState.COMPLETED) and self._lost_grace(job):
             for fut, value, exc in deliveries:
                 _deliver(fut, value=value, exc=exc)
-            job.lost_polls += 1  # accounting or file system lag: look again before calling it lost
             return
         if missing and worst.state in RETRYABLE and job.retries_left > 0:
             for fut, value, exc in deliveries:
@@ -452,7 +463,7 @@ class ClusterExecutor(cf.Executor):
             job.submissions = self.backend.scheduler.submit(job.spec)  # type: ignore[attr-defined]
             job.record.submissions = [_sub_dict(s) for s in job.submissions]
             get_registry().update(job.record.job_id, submissions=job.record.submissions)
-            job.lost_polls = 0
+            job.lost_polls, job.lost_since = 0, None
             return
         for t in missing:
             start, stop = job.record.tasks[t]

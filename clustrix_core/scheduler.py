@@ -121,6 +121,9 @@ class Scheduler:
 
     name = ""
     supports_arrays = True
+    lost_grace = 0.0
+    """Seconds a job that left the queue may stay unknown to the scheduler's accounting (which
+    can lag behind) before the executor calls it lost; it keeps looking meanwhile."""
 
     def __init__(self, *, profile: Profile, transport: Transport) -> None:
         self.profile = profile
@@ -162,10 +165,20 @@ class BatchScheduler(Scheduler):
     STATES: Mapping[str, JobState] = {}
     shell = "/bin/bash"
 
+    def __init__(self, *, profile: Profile, transport: Transport) -> None:
+        super().__init__(profile=profile, transport=transport)
+        self._finals: dict[str, JobStatus] = {}
+
     # ---- what plugins implement
     def directives(self, job: JobSpec, *, count: int, array: bool) -> list[str]:
         """The directive lines (with prefix) for ``job``; ``array`` says whether it's an array."""
         raise NotImplementedError
+
+    def chunk_directives(self, job: JobSpec, *, first: int, count: int, array: bool) -> list[str]:
+        """The directive lines for the submission of tasks ``first .. first+count-1``. Default:
+        :meth:`directives`; override when a directive depends on the chunk (SLURM sends the
+        scheduler's own output of the first chunk to ``out.%a``, of later ones elsewhere)."""
+        return self.directives(job, count=count, array=array)
 
     def submit_argv(self, script_path: str, job: JobSpec, *, first: int, count: int, array: bool) -> list[str]:
         raise NotImplementedError
@@ -184,8 +197,24 @@ class BatchScheduler(Scheduler):
         """How a job that left the queue ended, or ``None`` when the scheduler no longer knows."""
         return None
 
+    def final_statuses(self, submissions: Sequence[Submission]) -> dict[str, JobStatus]:
+        """How the jobs that left the queue since the last poll ended, keyed by native id; jobs
+        the scheduler no longer knows are left out. Default: :meth:`final_status` for each;
+        override to ask the accounting once for all of them (``sacct --jobs=A,B,C``)."""
+        out: dict[str, JobStatus] = {}
+        for sub in submissions:
+            status = self.final_status(sub)
+            if status is not None:
+                out[sub.native_id] = status
+        return out
+
     def cancel_argv(self, native_ids: Sequence[str]) -> list[str]:
         raise NotImplementedError
+
+    def error_reason(self, submission: Submission) -> str:
+        """Why the scheduler holds ``submission`` in an error state (``JobState.ERROR``) when the
+        queue listing does not say (SGE ``Eqw``: ``qstat -j``); "" keeps the listing's reason."""
+        return ""
 
     def max_array_size(self) -> int | None:
         return None
@@ -207,13 +236,19 @@ class BatchScheduler(Scheduler):
         else:
             task = f"TASK={first}"
         q = shlex.quote
-        lines = [f"#!{self.shell}", *self.directives(job, count=count, array=array), *self.profile.directives,
+        passthrough = [d if d.startswith("#") else f"{self.directive_prefix} {d}" for d in self.profile.directives]
+        lines = [f"#!{self.shell}", *self.chunk_directives(job, first=first, count=count, array=array), *passthrough,
                  f"# clustrix job {job.job_id}", task,
                  f'exec >>{q(job.job_dir)}/out."$TASK" 2>>{q(job.job_dir)}/err."$TASK"']
         return "\n".join(lines) + "\n" + task_body(job)
 
     def array_chunks(self, ntasks: int) -> list[tuple[int, int]]:
-        limit = self.max_array_size() or ntasks
+        """``(first, count)`` of each submission: arrays of at most ``max_array_size()`` tasks,
+        or one submission per task when the scheduler (or this cluster) has no arrays."""
+        limit = self.max_array_size() or ntasks  # may learn that arrays are off: ask it first
+        if not self.supports_arrays:
+            limit = 1
+        limit = max(1, limit)
         return [(first, min(limit, ntasks - first)) for first in range(0, ntasks, limit)]
 
     def submit(self, job: JobSpec) -> list[Submission]:
@@ -239,22 +274,33 @@ class BatchScheduler(Scheduler):
         return submissions
 
     def statuses(self, submissions: Sequence[Submission]) -> dict[str, JobStatus]:
-        if not submissions:
-            return {}
-        ids = [s.native_id for s in submissions]
-        entries = self.parse_status(self.transport.run(self.status_argv(ids)))
+        """One status query for the submissions not known to be final yet (final states are
+        remembered). A job held in an error state gets its reason (:meth:`error_reason`) and is
+        deleted, since it would otherwise sit in the queue forever."""
+        out = {s.native_id: self._finals[s.native_id] for s in submissions if s.native_id in self._finals}
+        ask = [s for s in submissions if s.native_id not in out]
+        if not ask:
+            return out
+        entries = self.parse_status(self.transport.run(self.status_argv([s.native_id for s in ask])))
         by_job: dict[str, list[QueueEntry]] = {}
         for entry in entries:
             by_job.setdefault(entry.job_id, []).append(entry)
-        out: dict[str, JobStatus] = {}
-        for sub in submissions:
+        gone = [sub for sub in ask if not by_job.get(sub.native_id)]
+        finals = self.final_statuses(gone) if gone else {}  # one accounting query for all of them
+        for sub in ask:
             listed = by_job.get(sub.native_id)
             if listed:
-                out[sub.native_id] = self._aggregate(sub, listed)
+                status = self._aggregate(sub, listed)
+                if status.state is JobState.ERROR:
+                    reason = self.error_reason(sub) or status.reason or "the scheduler holds the job in an error state"
+                    status = attrs.evolve(status, reason=reason)
+                    self.cancel([sub])
             else:
-                final = self.final_status(sub)
-                out[sub.native_id] = final if final is not None else JobStatus(
+                status = finals.get(sub.native_id) or JobStatus(
                     state=JobState.LOST, reason="not in the queue, and the scheduler has no record of it")
+            if status.state.final and status.state is not JobState.LOST:
+                self._finals[sub.native_id] = status
+            out[sub.native_id] = status
         return out
 
     def _aggregate(self, sub: Submission, entries: list[QueueEntry]) -> JobStatus:
