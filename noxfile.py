@@ -45,14 +45,32 @@ def demo(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The whole suite: core and every plugin, against real test clusters (tests/clusters/*/up)."""
     _install_all(session)
-    session.run("python", "-m", "pytest", "tests", "-p", "no:cacheprovider", "--timeout=900", *session.posargs)
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "tests",
+        "-p",
+        "no:cacheprovider",
+        "--timeout=900",
+        *session.posargs,
+    )
 
 
 @nox.session(python=CORE_PYTHONS)
 def tests_core(session: nox.Session) -> None:
     """The core's tests on the oldest and newest supported local Pythons."""
     session.install("-e", ".[dill]", *TEST_DEPS)
-    session.run("python", "-m", "pytest", "tests/core", "-p", "no:cacheprovider", "--timeout=600", *session.posargs)
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "tests/core",
+        "-p",
+        "no:cacheprovider",
+        "--timeout=600",
+        *session.posargs,
+    )
 
 
 @nox.session(python=DEFAULT_PYTHON)
@@ -73,8 +91,8 @@ def bench(session: nox.Session) -> None:
     """Benchmarks (bench/*.py); each prints a table. `nox -s bench -- core` runs bench/bench_core.py only."""
     _install_all(session)
     session.install("submitit")
-    wanted = session.posargs or [Path(p).stem.removeprefix("bench_") for p in sorted(glob.glob("bench/bench_*.py"))]
+    wanted = session.posargs or [
+        Path(p).stem.removeprefix("bench_") for p in sorted(glob.glob("bench/bench_*.py"))
+    ]
     for name in wanted:
         session.run("python", f"bench/bench_{name}.py")
-
-

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import ClustrixError, ConfigError, JobFailedError, PluginError, RemoteError, SerializationError
+from .errors import (
+    ClustrixError,
+    ConfigError,
+    JobFailedError,
+    PluginError,
+    RemoteError,
+    SerializationError,
+)
 
 __version__ = "0.2.0"
 __all__ = [

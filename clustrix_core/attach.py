@@ -27,7 +27,10 @@ class JobHandle:
     def status(self) -> str:
         subs = self.job.submissions
         statuses = self.executor.backend.scheduler.statuses(subs)
-        return ", ".join(f"{sid}: {st.state}" + (f" ({st.reason})" if st.reason else "") for sid, st in statuses.items())
+        return ", ".join(
+            f"{sid}: {st.state}" + (f" ({st.reason})" if st.reason else "")
+            for sid, st in statuses.items()
+        )
 
     def result(self, timeout: float | None = None) -> Any:
         values = [f.result(timeout) for f in self.job.futures]

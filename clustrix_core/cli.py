@@ -57,21 +57,38 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     profile = check("profile", lambda: load_profile(args.profile).name)
     if not profile:
         return 1
-    ex = check("backend", lambda: (lambda e: f"scheduler {e.profile.scheduler}, transport {e.profile.transport}")(
-        _holder.setdefault("ex", ClusterExecutor(args.profile))))
+    ex = check(
+        "backend",
+        lambda: (lambda e: f"scheduler {e.profile.scheduler}, transport {e.profile.transport}")(
+            _holder.setdefault("ex", ClusterExecutor(args.profile))
+        ),
+    )
     if not ex:
         return 1
     executor: ClusterExecutor = _holder["ex"]
     backend = executor.backend
     check("transport", lambda: backend.transport.run(["true"]).assert_success() and "commands run")
-    check("remote python", lambda: (lambda p, i: f"{p} is Python {i.python} (cloudpickle {i.cloudpickle})")(
-        *backend.remote()))
+    check(
+        "remote python",
+        lambda: (lambda p, i: f"{p} is Python {i.python} (cloudpickle {i.cloudpickle})")(
+            *backend.remote()
+        ),
+    )
     check("job directory", lambda: _writable(backend))
-    check("scheduler", lambda: f"{backend.scheduler.name}, parallelism {backend.scheduler.parallelism()}")
+    check(
+        "scheduler",
+        lambda: f"{backend.scheduler.name}, parallelism {backend.scheduler.parallelism()}",
+    )
+
     def echo(x: Any) -> Any:  # defined here so it travels by value: nothing needed remotely
         return x
 
-    check("round trip", lambda: f"trivial job returned {executor.submit(echo, 'pong').result(timeout=args.timeout)!r}")
+    check(
+        "round trip",
+        lambda: (
+            f"trivial job returned {executor.submit(echo, 'pong').result(timeout=args.timeout)!r}"
+        ),
+    )
     executor.shutdown(wait=False)
     print("doctor: all checks passed" if ok else "doctor: some checks failed")
     return 0 if ok else 1
@@ -94,8 +111,24 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     rows = []
     for r in get_registry().list(limit=args.limit):
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.submitted_at))
-        rows.append((r.job_id, r.profile, r.scheduler, ",".join(r.native_ids) or "-", r.ncalls, r.state, when, r.function))
-    print(_table(rows, ["JOB", "PROFILE", "SCHEDULER", "NATIVE", "CALLS", "STATE", "SUBMITTED", "FUNCTION"]))
+        rows.append(
+            (
+                r.job_id,
+                r.profile,
+                r.scheduler,
+                ",".join(r.native_ids) or "-",
+                r.ncalls,
+                r.state,
+                when,
+                r.function,
+            )
+        )
+    print(
+        _table(
+            rows,
+            ["JOB", "PROFILE", "SCHEDULER", "NATIVE", "CALLS", "STATE", "SUBMITTED", "FUNCTION"],
+        )
+    )
     return 0
 
 
@@ -135,7 +168,9 @@ def cmd_result(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clustrix", description="Run Python functions on clusters.")
+    parser = argparse.ArgumentParser(
+        prog="clustrix", description="Run Python functions on clusters."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what clustrix does")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("plugins", help="list installed backends").set_defaults(fn=cmd_plugins)
@@ -146,7 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("jobs", help="list recorded jobs")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(fn=cmd_jobs)
-    for name, fn, helptext in (("status", cmd_status, "show a job's state"), ("cancel", cmd_cancel, "cancel a job")):
+    for name, fn, helptext in (
+        ("status", cmd_status, "show a job's state"),
+        ("cancel", cmd_cancel, "cancel a job"),
+    ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("job")
         p.set_defaults(fn=fn)

@@ -34,7 +34,9 @@ def _str_tuple(value: Any) -> tuple[str, ...]:
 
 def _opt_pos_int(key: str):
     def check(_inst: Any, _attr: Any, value: Any) -> None:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
             raise ConfigError(f"{key}={value!r} must be a whole number >= 1")
 
     return check
@@ -151,7 +153,9 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
     return data
 
 
-def build_profile(name: str, values: Mapping[str, Any], *, plugin_options: Mapping[str, str] | None = None) -> Profile:
+def build_profile(
+    name: str, values: Mapping[str, Any], *, plugin_options: Mapping[str, str] | None = None
+) -> Profile:
     """Validate ``values`` and build a profile. Keys that are not profile fields must be options
     declared by the profile's scheduler or transport plugin (looked up when not given)."""
     core = {k: v for k, v in values.items() if k in FIELD_NAMES and k != "options"}
@@ -159,7 +163,9 @@ def build_profile(name: str, values: Mapping[str, Any], *, plugin_options: Mappi
     extra.update(values.get("options") or {})
     if extra:
         if plugin_options is None:
-            plugin_options = _declared_options(core.get("scheduler", "local"), core.get("transport", "local"))
+            plugin_options = _declared_options(
+                core.get("scheduler", "local"), core.get("transport", "local")
+            )
         unknown = sorted(set(extra) - set(plugin_options))
         if unknown:
             accepted = ", ".join(sorted(FIELD_NAMES - {"options"} | set(plugin_options)))
@@ -201,7 +207,11 @@ def config_files() -> list[Path]:
     explicit = os.environ.get("CLUSTRIX_CONFIG")
     if explicit:
         return [Path(p) for p in explicit.split(os.pathsep) if p]
-    return [p for p in (user_config_dir() / "clustrix.toml", Path.cwd() / "clustrix.toml") if p.is_file()]
+    return [
+        p
+        for p in (user_config_dir() / "clustrix.toml", Path.cwd() / "clustrix.toml")
+        if p.is_file()
+    ]
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
@@ -213,7 +223,9 @@ def _load_toml(path: Path) -> dict[str, Any]:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} (from CLUSTRIX_CONFIG) does not exist") from None
+        raise ConfigError(
+            f"config file {str(path)!r} (from CLUSTRIX_CONFIG) does not exist"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
 
@@ -250,8 +262,10 @@ def file_profiles() -> dict[str, dict[str, Any]]:
         data = _load_toml(path)
         unknown = set(data) - {"profiles", "default_profile"}
         if unknown:
-            raise ConfigError(f"config file {str(path)!r}: unknown top-level key(s) {sorted(unknown)}; "
-                              "expected [profiles.NAME] tables and default_profile")
+            raise ConfigError(
+                f"config file {str(path)!r}: unknown top-level key(s) {sorted(unknown)}; "
+                "expected [profiles.NAME] tables and default_profile"
+            )
         for name, values in (data.get("profiles") or {}).items():
             if not isinstance(values, dict):
                 raise ConfigError(f"config file {str(path)!r}: profiles.{name} must be a table")
@@ -277,7 +291,9 @@ def profile_names() -> list[str]:
     return sorted(names)
 
 
-def load_profile(name: str | None = None, *, _extra: Mapping[str, Any] | None = None, **overrides: Any) -> Profile:
+def load_profile(
+    name: str | None = None, *, _extra: Mapping[str, Any] | None = None, **overrides: Any
+) -> Profile:
     """The profile ``name`` (default: the default profile) with call-site ``overrides`` applied."""
     name = name or default_profile_name()
     from_files = file_profiles()
@@ -287,7 +303,9 @@ def load_profile(name: str | None = None, *, _extra: Mapping[str, Any] | None = 
     elif name != DEFAULT_PROFILE and name not in _configured and not _extra:
         known = ", ".join(profile_names())
         files = ", ".join(str(p) for p in config_files()) or "no config file found"
-        raise ConfigError(f"unknown profile {name!r}; known profiles: {known} (config files: {files})")
+        raise ConfigError(
+            f"unknown profile {name!r}; known profiles: {known} (config files: {files})"
+        )
     with _lock:
         values.update(_configured.get(name, {}))
     if _extra:

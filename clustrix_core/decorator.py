@@ -15,7 +15,9 @@ class ClusterFunction:
     ``f.submit(x)`` returns a future; ``f.map(xs)`` runs many calls as one array job;
     ``f.local(x)`` runs in this process."""
 
-    def __init__(self, fn: Callable[..., Any], profile: str | None, overrides: dict[str, Any]) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], profile: str | None, overrides: dict[str, Any]
+    ) -> None:
         functools.update_wrapper(self, fn)
         self.__clustrix_function__ = fn
         self._profile = profile
@@ -40,8 +42,14 @@ class ClusterFunction:
     def submit(self, *args: Any, **kwargs: Any) -> ClusterFuture:
         return self.executor.submit(self.__clustrix_function__, *args, **kwargs)
 
-    def map(self, *iterables: Iterable[Any], chunksize: int | None = None, timeout: float | None = None) -> list[Any]:
-        return list(self.executor.map(self.__clustrix_function__, *iterables, chunksize=chunksize, timeout=timeout))
+    def map(
+        self, *iterables: Iterable[Any], chunksize: int | None = None, timeout: float | None = None
+    ) -> list[Any]:
+        return list(
+            self.executor.map(
+                self.__clustrix_function__, *iterables, chunksize=chunksize, timeout=timeout
+            )
+        )
 
     def local(self, *args: Any, **kwargs: Any) -> Any:
         return self.__clustrix_function__(*args, **kwargs)
@@ -63,7 +71,9 @@ def _identity(fn: Any) -> Any:
     return fn
 
 
-def cluster(fn: Callable[..., Any] | None = None, *, profile: str | None = None, **overrides: Any) -> Any:
+def cluster(
+    fn: Callable[..., Any] | None = None, *, profile: str | None = None, **overrides: Any
+) -> Any:
     """Run a function on a cluster: ``@cluster`` or ``@cluster(profile="hpc", cores=4)``."""
     if fn is not None:
         return ClusterFunction(fn, profile, overrides)

@@ -57,8 +57,13 @@ def requirement_lines(environment: Sequence[str]) -> list[str]:
     return sorted(set(lines))
 
 
-def prepare(transport: Transport, python: str, python_version: tuple[int, int],
-            requirements: Sequence[str], base_dir: str) -> str:
+def prepare(
+    transport: Transport,
+    python: str,
+    python_version: tuple[int, int],
+    requirements: Sequence[str],
+    base_dir: str,
+) -> str:
     """Return the interpreter of a ready environment with ``requirements``, building it if needed."""
     reqs = sorted(set(requirements))
     digest = hashlib.sha256("\n".join([python, *reqs]).encode()).hexdigest()[:16]

@@ -44,7 +44,13 @@ class JobFailedError(ClustrixError):
     """A job ended without an outcome: killed, cancelled, timed out, out of memory, node failure."""
 
     def __init__(
-        self, message: str, *, state: str = "", job_id: str = "", native_id: str = "", stderr_tail: str = ""
+        self,
+        message: str,
+        *,
+        state: str = "",
+        job_id: str = "",
+        native_id: str = "",
+        stderr_tail: str = "",
     ) -> None:
         self.state = state
         self.job_id = job_id

@@ -20,7 +20,6 @@ from . import environment, runner
 from .config import Profile, load_profile, profile_to_dict
 from .errors import (
     ClustrixError,
-    ClustrixError,
     IntegrityError,
     JobFailedError,
     RemoteError,
@@ -65,12 +64,16 @@ def probe_remote(transport: Transport, python: str) -> RemoteInfo:
             return _probe_cache[key]
     result = transport.run([python, "-c", PROBE_SNIPPET], timeout=120)
     if result.returncode != 0:
-        raise TransportError(f"the remote Python {python!r} did not run (exit {result.returncode}): "
-                             f"{(result.stderr or result.stdout).strip()[-1000:]}")
+        raise TransportError(
+            f"the remote Python {python!r} did not run (exit {result.returncode}): "
+            f"{(result.stderr or result.stdout).strip()[-1000:]}"
+        )
     try:
         data = json.loads(result.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError) as exc:
-        raise TransportError(f"unexpected answer from the remote Python {python!r}: {result.stdout!r}") from exc
+        raise TransportError(
+            f"unexpected answer from the remote Python {python!r}: {result.stdout!r}"
+        ) from exc
     info = RemoteInfo(**data)
     with _probe_lock:
         _probe_cache[key] = info
@@ -115,7 +118,9 @@ class Backend:
                 info = probe_remote(self.transport, python)
                 if self.profile.environment:
                     reqs = environment.requirement_lines(self.profile.environment)
-                    if info.minor == sys.version_info[:2] and not any(r.startswith("cloudpickle") for r in reqs):
+                    if info.minor == sys.version_info[:2] and not any(
+                        r.startswith("cloudpickle") for r in reqs
+                    ):
                         reqs.append("cloudpickle")
                     base = self.work_dir().rsplit("/", 1)[0] + "/envs"
                     python = environment.prepare(self.transport, python, info.minor, reqs, base)
@@ -182,7 +187,9 @@ class _Job:
         raise IndexError(index)
 
     def read_log(self, kind: str, task: int, tail: int | None = None) -> str:
-        return self.executor.backend.transport.get_text(f"{self.record.job_dir}/{kind}.{task}", tail=tail)
+        return self.executor.backend.transport.get_text(
+            f"{self.record.job_dir}/{kind}.{task}", tail=tail
+        )
 
 
 def split_tasks(ncalls: int, ntasks: int) -> list[tuple[int, int]]:
@@ -207,7 +214,9 @@ def rebuild_exception(outcome: dict[str, Any]) -> BaseException:
         except Exception:
             exc = None
     if not isinstance(exc, BaseException):
-        return RemoteError(f"{outcome.get('module', '')}.{outcome['type']}".lstrip("."), outcome["message"], tb)
+        return RemoteError(
+            f"{outcome.get('module', '')}.{outcome['type']}".lstrip("."), outcome["message"], tb
+        )
     exc.__cause__ = RemoteTraceback(tb)
     exc.remote_traceback = tb  # type: ignore[attr-defined]
     return exc
@@ -236,8 +245,13 @@ class ClusterExecutor(cf.Executor):
         job = self._start(fn, [(args, kwargs)], ntasks=1, name=getattr(fn, "__name__", "call"))
         return job.futures[0]
 
-    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
-            chunksize: int | None = None) -> Iterator[Any]:
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+    ) -> Iterator[Any]:
         futures = self.map_futures(fn, *iterables, chunksize=chunksize)
         deadline = None if timeout is None else time.monotonic() + timeout
 
@@ -248,8 +262,9 @@ class ClusterExecutor(cf.Executor):
 
         return results()
 
-    def map_futures(self, fn: Callable[..., Any], *iterables: Iterable[Any],
-                    chunksize: int | None = None) -> list[ClusterFuture]:
+    def map_futures(
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], chunksize: int | None = None
+    ) -> list[ClusterFuture]:
         """Like ``map`` but returns the futures (one array job for all calls)."""
         calls: list[Call] = [(tuple(args), {}) for args in zip(*iterables)]
         if not calls:
@@ -289,14 +304,27 @@ class ClusterExecutor(cf.Executor):
         tasks = split_tasks(len(calls), ntasks)
         key = secrets.token_bytes(32)
         payload = encode_payload(fn, calls, tasks, key=key, remote=remote, strategies=strategies)
-        job_name = safe_name(self.profile.job_name if self.profile.job_name != "clustrix" else f"clustrix-{name}")
+        job_name = safe_name(
+            self.profile.job_name if self.profile.job_name != "clustrix" else f"clustrix-{name}"
+        )
         job_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(4)
         job_dir = f"{backend.work_dir()}/{job_name}-{job_id}-{secrets.token_hex(8)}"
-        values = {k: v for k, v in profile_to_dict(self.profile).items() if v not in (None, (), {}, [])}
-        record = JobRecord(job_id=job_id, profile=self.profile.name, profile_values=json.loads(json.dumps(values, default=list)),
-                           scheduler=self.profile.scheduler, transport=self.profile.transport, job_dir=job_dir,
-                           key=key.hex(), function=f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', name)}",
-                           ncalls=len(calls), ntasks=len(tasks), tasks=[list(t) for t in tasks])
+        values = {
+            k: v for k, v in profile_to_dict(self.profile).items() if v not in (None, (), {}, [])
+        }
+        record = JobRecord(
+            job_id=job_id,
+            profile=self.profile.name,
+            profile_values=json.loads(json.dumps(values, default=list)),
+            scheduler=self.profile.scheduler,
+            transport=self.profile.transport,
+            job_dir=job_dir,
+            key=key.hex(),
+            function=f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', name)}",
+            ncalls=len(calls),
+            ntasks=len(tasks),
+            tasks=[list(t) for t in tasks],
+        )
         t = backend.transport
         t.makedirs(job_dir, mode=0o700)
         t.put_bytes(f"{job_dir}/key", key.hex().encode(), mode=0o600)
@@ -305,24 +333,39 @@ class ClusterExecutor(cf.Executor):
         registry = get_registry()
         registry.add(record)
         job = _Job(self, record, len(calls))
-        spec = JobSpec(job_id=job_id, name=job_name, job_dir=job_dir, ntasks=len(tasks), python=python,
-                       profile=self.profile)
+        spec = JobSpec(
+            job_id=job_id,
+            name=job_name,
+            job_dir=job_dir,
+            ntasks=len(tasks),
+            python=python,
+            profile=self.profile,
+        )
         try:
             job.submissions = backend.scheduler.submit(spec)
         except BaseException as exc:
-            registry.update(job_id, state="SUBMIT_FAILED", reason=str(exc)[:1000], finished_at=time.time())
+            registry.update(
+                job_id, state="SUBMIT_FAILED", reason=str(exc)[:1000], finished_at=time.time()
+            )
             raise
         record.submissions = [_sub_dict(s) for s in job.submissions]
         record.state = "SUBMITTED"
         registry.update(job_id, submissions=record.submissions, state="SUBMITTED")
         job.spec = spec  # type: ignore[attr-defined]
         get_plugin_manager().hook.clustrix_job_submitted(record=record)
-        logger.info("submitted %s (%d calls in %d tasks) as %s", job_id, len(calls), len(tasks),
-                    ",".join(record.native_ids))
+        logger.info(
+            "submitted %s (%d calls in %d tasks) as %s",
+            job_id,
+            len(calls),
+            len(tasks),
+            ",".join(record.native_ids),
+        )
         with self._lock:
             self._jobs.append(job)
             if self._monitor is None:
-                self._monitor = threading.Thread(target=self._watch, name="clustrix-monitor", daemon=True)
+                self._monitor = threading.Thread(
+                    target=self._watch, name="clustrix-monitor", daemon=True
+                )
                 self._monitor.start()
         self._wakeup.set()
         return job
@@ -330,17 +373,31 @@ class ClusterExecutor(cf.Executor):
     def _adopt(self, record: JobRecord) -> _Job:
         """Watch a job submitted by another process (re-attach by id)."""
         job = _Job(self, record, record.ncalls)
-        job.submissions = [Submission(native_id=s["native_id"], job_dir=record.job_dir, first=s["first"],
-                                      count=s["count"]) for s in record.submissions]
+        job.submissions = [
+            Submission(
+                native_id=s["native_id"], job_dir=record.job_dir, first=s["first"], count=s["count"]
+            )
+            for s in record.submissions
+        ]
         python, _ = (self.backend.base_python, None)
-        job.spec = JobSpec(job_id=record.job_id, name=safe_name(record.function.rsplit(".", 1)[-1]),  # type: ignore[attr-defined]
-                           job_dir=record.job_dir, ntasks=record.ntasks, python=python, profile=self.profile)
+        job.spec = JobSpec(
+            job_id=record.job_id,
+            name=safe_name(record.function.rsplit(".", 1)[-1]),  # type: ignore[attr-defined]
+            job_dir=record.job_dir,
+            ntasks=record.ntasks,
+            python=python,
+            profile=self.profile,
+        )
         if not job.submissions:
-            raise ClustrixError(f"job {record.job_id} was never accepted by the scheduler ({record.state}: {record.reason})")
+            raise ClustrixError(
+                f"job {record.job_id} was never accepted by the scheduler ({record.state}: {record.reason})"
+            )
         with self._lock:
             self._jobs.append(job)
             if self._monitor is None:
-                self._monitor = threading.Thread(target=self._watch, name="clustrix-monitor", daemon=True)
+                self._monitor = threading.Thread(
+                    target=self._watch, name="clustrix-monitor", daemon=True
+                )
                 self._monitor.start()
         self._wakeup.set()
         return job
@@ -372,7 +429,9 @@ class ClusterExecutor(cf.Executor):
                 changed = self._poll(active)
             except Exception as exc:  # keep watching: nothing is lost, the registry has every job
                 logger.warning("clustrix: status query failed (will retry): %s", exc)
-            interval = self.profile.poll_min if changed else min(interval * 1.5, self.profile.poll_max)
+            interval = (
+                self.profile.poll_min if changed else min(interval * 1.5, self.profile.poll_max)
+            )
             self._wakeup.wait(interval)
             self._wakeup.clear()
 
@@ -397,13 +456,17 @@ class ClusterExecutor(cf.Executor):
 
     def _collect_ready(self, job: _Job) -> bool:
         names = set(self.backend.transport.listdir(job.record.job_dir))
-        ready = [t for t in range(job.record.ntasks) if t not in job.collected and f"result.{t}" in names]
+        ready = [
+            t for t in range(job.record.ntasks) if t not in job.collected and f"result.{t}" in names
+        ]
         for t in ready:
             for fut, value, exc in self._collect_task(job, t) or ():
                 _deliver(fut, value=value, exc=exc)
         return bool(ready)
 
-    def _collect_task(self, job: _Job, task: int) -> list[tuple[ClusterFuture, Any, BaseException | None]] | None:
+    def _collect_task(
+        self, job: _Job, task: int
+    ) -> list[tuple[ClusterFuture, Any, BaseException | None]] | None:
         """Read and verify result.TASK: what to deliver to each of its futures; None when absent."""
         path = f"{job.record.job_dir}/result.{task}"
         try:
@@ -428,7 +491,13 @@ class ClusterExecutor(cf.Executor):
                 try:
                     out.append((fut, loads_value(outcome["value"]), None))
                 except Exception as exc:
-                    out.append((fut, None, SerializationError(f"cannot unpickle the result locally: {exc}")))
+                    out.append(
+                        (
+                            fut,
+                            None,
+                            SerializationError(f"cannot unpickle the result locally: {exc}"),
+                        )
+                    )
             else:
                 out.append((fut, None, rebuild_exception(outcome)))
         return out
@@ -439,7 +508,10 @@ class ClusterExecutor(cf.Executor):
         now = time.monotonic()
         job.lost_since = job.lost_since or now
         job.lost_polls += 1
-        return job.lost_polls <= _LOST_GRACE_POLLS or now - job.lost_since < self.backend.scheduler.lost_grace
+        return (
+            job.lost_polls <= _LOST_GRACE_POLLS
+            or now - job.lost_since < self.backend.scheduler.lost_grace
+        )
 
     def _finalize(self, job: _Job, statuses: dict[str, JobStatus]) -> None:
         missing = [t for t in range(job.record.ntasks) if t not in job.collected]
@@ -458,8 +530,12 @@ class ClusterExecutor(cf.Executor):
             for fut, value, exc in deliveries:
                 _deliver(fut, value=value, exc=exc)
             job.retries_left -= 1
-            logger.warning("job %s ended %s; resubmitting (%d retries left)", job.record.job_id, worst.state,
-                           job.retries_left)
+            logger.warning(
+                "job %s ended %s; resubmitting (%d retries left)",
+                job.record.job_id,
+                worst.state,
+                job.retries_left,
+            )
             job.submissions = self.backend.scheduler.submit(job.spec)  # type: ignore[attr-defined]
             job.record.submissions = [_sub_dict(s) for s in job.submissions]
             get_registry().update(job.record.job_id, submissions=job.record.submissions)
@@ -476,10 +552,17 @@ class ClusterExecutor(cf.Executor):
                 state = JobState.LOST
             tail = job.read_log("err", t, tail=3000)
             reason = worst.reason or ""
-            msg = (f"job {job.record.job_id} (native id {','.join(job.record.native_ids)}, task {t}) "
-                   f"ended {state} without a result" + (f": {reason}" if reason else ""))
-            err = JobFailedError(msg, state=str(state), job_id=job.record.job_id,
-                                 native_id=",".join(job.record.native_ids), stderr_tail=tail)
+            msg = (
+                f"job {job.record.job_id} (native id {','.join(job.record.native_ids)}, task {t}) "
+                f"ended {state} without a result" + (f": {reason}" if reason else "")
+            )
+            err = JobFailedError(
+                msg,
+                state=str(state),
+                job_id=job.record.job_id,
+                native_id=",".join(job.record.native_ids),
+                stderr_tail=tail,
+            )
             deliveries.extend((fut, None, err) for fut in job.futures[start:stop])
         job.finished = True
         raised = any(exc is not None for _, _, exc in deliveries)
@@ -488,11 +571,19 @@ class ClusterExecutor(cf.Executor):
         else:
             final = "COMPLETED_WITH_ERRORS" if raised else "COMPLETED"
         job.record.state = final
-        get_registry().update(job.record.job_id, state=final, reason=worst.reason[:1000], finished_at=time.time())
-        for fut, value, exc in deliveries:  # after the registry knows, so a process may exit at once
+        get_registry().update(
+            job.record.job_id, state=final, reason=worst.reason[:1000], finished_at=time.time()
+        )
+        for (
+            fut,
+            value,
+            exc,
+        ) in deliveries:  # after the registry knows, so a process may exit at once
             _deliver(fut, value=value, exc=exc)
         get_plugin_manager().hook.clustrix_job_finished(record=job.record, state=final)
-        if self.profile.cleanup == "always" or (self.profile.cleanup == "on_success" and final == "COMPLETED"):
+        if self.profile.cleanup == "always" or (
+            self.profile.cleanup == "on_success" and final == "COMPLETED"
+        ):
             self.backend.transport.remove_tree(job.record.job_dir)
 
 

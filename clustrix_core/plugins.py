@@ -98,10 +98,14 @@ class ClustrixPluginManager(pluggy.PluginManager):
         self._backends: dict[tuple[str, str], Backend] | None = None
 
     # ---------------------------------------------------------------- loading
-    def register_plugin(self, plugin: object, name: str, *, distribution: str = "", version: str = "") -> None:
+    def register_plugin(
+        self, plugin: object, name: str, *, distribution: str = "", version: str = ""
+    ) -> None:
         self.register(plugin, name=name)
         self._dists[name] = (distribution, version)
-        self.infos.append(PluginInfo(name=name, distribution=distribution, version=version, status="ok"))
+        self.infos.append(
+            PluginInfo(name=name, distribution=distribution, version=version, status="ok")
+        )
         self._backends = None
 
     def unregister_plugin(self, name: str) -> None:
@@ -114,7 +118,9 @@ class ClustrixPluginManager(pluggy.PluginManager):
     def load_builtins(self) -> None:
         from . import builtin
 
-        self.register_plugin(builtin, "core", distribution="clustrix-core", version=_version("clustrix-core"))
+        self.register_plugin(
+            builtin, "core", distribution="clustrix-core", version=_version("clustrix-core")
+        )
 
     def load_entrypoints(self) -> None:
         disabled = disabled_plugins()
@@ -122,7 +128,9 @@ class ClustrixPluginManager(pluggy.PluginManager):
             dist = ep.dist.name if getattr(ep, "dist", None) else "?"
             version = ep.dist.version if getattr(ep, "dist", None) else "?"
             if ep.name in disabled:
-                self.infos.append(PluginInfo(name=ep.name, distribution=dist, version=version, status="disabled"))
+                self.infos.append(
+                    PluginInfo(name=ep.name, distribution=dist, version=version, status="disabled")
+                )
                 continue
             if self.get_plugin(ep.name) is not None:
                 continue
@@ -132,8 +140,12 @@ class ClustrixPluginManager(pluggy.PluginManager):
             except Exception as exc:  # a broken plugin must not break anything else
                 logger.warning("clustrix plugin %r from %s failed to load: %s", ep.name, dist, exc)
                 self.infos.append(
-                    PluginInfo(name=ep.name, distribution=dist, version=version,
-                               status=f"failed: {type(exc).__name__}: {exc}")
+                    PluginInfo(
+                        name=ep.name,
+                        distribution=dist,
+                        version=version,
+                        status=f"failed: {type(exc).__name__}: {exc}",
+                    )
                 )
 
     # ---------------------------------------------------------------- backends
@@ -151,7 +163,9 @@ class ClustrixPluginManager(pluggy.PluginManager):
                 try:
                     specs = list(impl.function() or ())
                 except Exception as exc:
-                    raise PluginError(f"plugin {impl.plugin_name!r} failed in {hook.name}: {exc}") from exc
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r} failed in {hook.name}: {exc}"
+                    ) from exc
                 dist, version = self._dists.get(impl.plugin_name, ("?", "?"))
                 for spec in specs:
                     key = (kind, spec.name)
@@ -162,8 +176,14 @@ class ClustrixPluginManager(pluggy.PluginManager):
                             f"(distribution {other.distribution}) and {impl.plugin_name!r} "
                             f"(distribution {dist}); uninstall or disable one with {DISABLE_ENV}"
                         )
-                    found[key] = Backend(kind=kind, name=spec.name, spec=spec, plugin=impl.plugin_name,
-                                         distribution=dist, version=version)
+                    found[key] = Backend(
+                        kind=kind,
+                        name=spec.name,
+                        spec=spec,
+                        plugin=impl.plugin_name,
+                        distribution=dist,
+                        version=version,
+                    )
         self._backends = found
         return found
 
@@ -179,7 +199,11 @@ class ClustrixPluginManager(pluggy.PluginManager):
         installed = sorted(n for (k, n) in self.backends() if k == kind)
         package = KNOWN_PACKAGES.get(name, f"clustrix-{name}")
         failed = [i for i in self.infos if i.status.startswith("failed") and i.name == name]
-        hint = f" (plugin {name!r} from {failed[0].distribution} failed to load: {failed[0].status[8:]})" if failed else ""
+        hint = (
+            f" (plugin {name!r} from {failed[0].distribution} failed to load: {failed[0].status[8:]})"
+            if failed
+            else ""
+        )
         if name in disabled_plugins():
             hint = f" (plugin {name!r} is disabled by {DISABLE_ENV})"
         raise PluginError(
@@ -194,7 +218,9 @@ class ClustrixPluginManager(pluggy.PluginManager):
     def adjust_job_script(self, profile: Any, job_name: str, script: str) -> str:
         for impl in reversed(self.hook.clustrix_job_script.get_hookimpls()):
             args = {"profile": profile, "job_name": job_name, "script": script}
-            new = impl.function(**{name: args[name] for name in impl.argnames})  # like pluggy: a subset is fine
+            new = impl.function(
+                **{name: args[name] for name in impl.argnames}
+            )  # like pluggy: a subset is fine
             if new is not None:
                 script = new
         return script

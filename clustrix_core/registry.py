@@ -22,7 +22,9 @@ def state_dir() -> Path:
     explicit = os.environ.get("CLUSTRIX_STATE_DIR")
     if explicit:
         return Path(explicit)
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
     return Path(base) / "clustrix"
 
 
@@ -88,30 +90,41 @@ class Registry:
     def add(self, record: JobRecord) -> None:
         values = [_encode(c, getattr(record, c)) for c in _COLUMNS]
         with self._db() as db:
-            db.execute(f"INSERT OR REPLACE INTO jobs ({','.join(_COLUMNS)}) VALUES ({','.join('?' * len(_COLUMNS))})",
-                       values)
+            db.execute(
+                f"INSERT OR REPLACE INTO jobs ({','.join(_COLUMNS)}) VALUES ({','.join('?' * len(_COLUMNS))})",
+                values,
+            )
 
     def update(self, job_id: str, **changes: Any) -> None:
         if not changes:
             return
         cols = ", ".join(f"{k} = ?" for k in changes)
         with self._db() as db:
-            db.execute(f"UPDATE jobs SET {cols} WHERE job_id = ?", [*(_encode(k, v) for k, v in changes.items()), job_id])
+            db.execute(
+                f"UPDATE jobs SET {cols} WHERE job_id = ?",
+                [*(_encode(k, v) for k, v in changes.items()), job_id],
+            )
 
     def get(self, job_id: str) -> JobRecord:
         with self._db() as db:
-            rows = db.execute(f"SELECT {','.join(_COLUMNS)} FROM jobs WHERE job_id = ? OR job_id LIKE ?",
-                              (job_id, job_id + "%")).fetchall()
+            rows = db.execute(
+                f"SELECT {','.join(_COLUMNS)} FROM jobs WHERE job_id = ? OR job_id LIKE ?",
+                (job_id, job_id + "%"),
+            ).fetchall()
         if not rows:
             raise ClustrixError(f"no job {job_id!r} in the registry {self.path}")
         if len(rows) > 1:
-            raise ClustrixError(f"job id prefix {job_id!r} is ambiguous: {', '.join(r[0] for r in rows)}")
+            raise ClustrixError(
+                f"job id prefix {job_id!r} is ambiguous: {', '.join(r[0] for r in rows)}"
+            )
         return _decode(rows[0])
 
     def list(self, limit: int = 50) -> list[JobRecord]:
         with self._db() as db:
-            rows = db.execute(f"SELECT {','.join(_COLUMNS)} FROM jobs ORDER BY submitted_at DESC LIMIT ?",
-                              (limit,)).fetchall()
+            rows = db.execute(
+                f"SELECT {','.join(_COLUMNS)} FROM jobs ORDER BY submitted_at DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
         return [_decode(r) for r in rows]
 
 

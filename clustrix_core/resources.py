@@ -28,9 +28,7 @@ MEMORY_HELP = (
     "a number of bytes or a number with a unit: K/M/G/T or KiB/MiB/GiB/TiB (powers of 1024), "
     "KB/MB/GB/TB (powers of 1000), e.g. '8GB', '512M', '1.5GiB'"
 )
-TIME_HELP = (
-    "seconds as a number, [[D-]HH:]MM:SS, D-HH[:MM], or units like '90m', '2h', '1h30m', '45s', '1d'"
-)
+TIME_HELP = "seconds as a number, [[D-]HH:]MM:SS, D-HH[:MM], or units like '90m', '2h', '1h30m', '45s', '1d'"
 
 
 def parse_memory(value: object, *, key: str = "memory") -> int:

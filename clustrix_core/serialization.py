@@ -44,8 +44,12 @@ class RemoteInfo:
 
     @classmethod
     def local(cls) -> RemoteInfo:
-        return cls(python=platform.python_version(), pickle_protocol=pickle.HIGHEST_PROTOCOL,
-                   cloudpickle=_module_version("cloudpickle"), dill=_module_version("dill"))
+        return cls(
+            python=platform.python_version(),
+            pickle_protocol=pickle.HIGHEST_PROTOCOL,
+            cloudpickle=_module_version("cloudpickle"),
+            dill=_module_version("dill"),
+        )
 
 
 PROBE_SNIPPET = (
@@ -130,30 +134,40 @@ class DillSerializer(Serializer):
     name = "dill"
 
     def applies(self, remote: RemoteInfo) -> bool:
-        return remote.dill is not None and same_minor(remote) and _module_version("dill") is not None
+        return (
+            remote.dill is not None and same_minor(remote) and _module_version("dill") is not None
+        )
 
     def encode(self, fn: Callable[..., Any], calls: Sequence[Call], protocol: int) -> bytes:
         try:
             import dill
         except ImportError as exc:
-            raise SerializationError("the dill strategy needs dill installed: pip install 'clustrix-core[dill]'") from exc
+            raise SerializationError(
+                "the dill strategy needs dill installed: pip install 'clustrix-core[dill]'"
+            ) from exc
         try:
-            return bytes(dill.dumps({"fn": fn, "calls": list(calls)}, protocol=protocol, recurse=True))
+            return bytes(
+                dill.dumps({"fn": fn, "calls": list(calls)}, protocol=protocol, recurse=True)
+            )
         except Exception as exc:
             raise SerializationError(_cannot_pickle(fn, calls, exc)) from exc
 
 
 def _cannot_pickle(fn: Any, calls: Sequence[Call], exc: Exception) -> str:
     for i, (args, kwargs) in enumerate(calls):
-        for where, value in [*((f"argument {j}", a) for j, a in enumerate(args)),
-                             *((f"keyword argument {k!r}", v) for k, v in kwargs.items())]:
+        for where, value in [
+            *((f"argument {j}", a) for j, a in enumerate(args)),
+            *((f"keyword argument {k!r}", v) for k, v in kwargs.items()),
+        ]:
             try:
                 import cloudpickle
 
                 cloudpickle.dumps(value)
             except Exception as inner:
-                return (f"cannot serialize {where} of call {i} to {_qualname(fn)} "
-                        f"(a {type(value).__module__}.{type(value).__qualname__}): {inner}")
+                return (
+                    f"cannot serialize {where} of call {i} to {_qualname(fn)} "
+                    f"(a {type(value).__module__}.{type(value).__qualname__}): {inner}"
+                )
     return f"cannot serialize {_qualname(fn)}: {type(exc).__name__}: {exc}"
 
 
@@ -253,13 +267,20 @@ class SourceSerializer(Serializer):
     def build(self, fn: Callable[..., Any]) -> dict[str, Any]:
         fn = inspect.unwrap(fn)
         if not isinstance(fn, types.FunctionType):
-            raise SerializationError(f"the source strategy ships Python functions, not {type(fn).__name__} {fn!r}")
+            raise SerializationError(
+                f"the source strategy ships Python functions, not {type(fn).__name__} {fn!r}"
+            )
         state = _SourceState(main=fn)
         state.add_function(fn, fn.__name__)
         imports = "".join(sorted(state.imports))
         defs = "\n".join(text for _, text in sorted(state.defs))
         source = imports + "\n" + defs
-        return {"name": fn.__name__, "source": source, "constants": state.constants, "defaults": state.defaults}
+        return {
+            "name": fn.__name__,
+            "source": source,
+            "constants": state.constants,
+            "defaults": state.defaults,
+        }
 
 
 class _SourceState:
@@ -296,11 +317,15 @@ class _SourceState:
             tree = ast.parse(text)
         except SyntaxError as exc:
             raise SerializationError(f"cannot parse the source of {what}: {exc}") from exc
-        node = next((n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))), None)
+        node = next(
+            (n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))), None
+        )
         if node is None or node.name != fn.__name__:
             raise SerializationError(f"cannot find the definition of {what} in its source")
         if isinstance(node, ast.AsyncFunctionDef):
-            raise SerializationError(f"{what} is a coroutine function; clustrix runs plain functions")
+            raise SerializationError(
+                f"{what} is a coroutine function; clustrix runs plain functions"
+            )
         surgery = _Surgery(text)
         kept = []
         for dec in node.decorator_list:
@@ -319,8 +344,12 @@ class _SourceState:
         args = node.args
         for default in [*args.defaults, *(d for d in args.kw_defaults if d is not None)]:
             surgery.replace(*_span(default), "None")
-        for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs,
-                    *(a for a in (args.vararg, args.kwarg) if a is not None)]:
+        for arg in [
+            *args.posonlyargs,
+            *args.args,
+            *args.kwonlyargs,
+            *(a for a in (args.vararg, args.kwarg) if a is not None),
+        ]:
             if arg.annotation is not None:
                 start = (arg.lineno, arg.col_offset + len(arg.arg.encode("utf-8")))
                 surgery.replace(start, _span(arg.annotation)[1], "")
@@ -343,8 +372,9 @@ class _SourceState:
                 try:
                     value = cell.cell_contents
                 except ValueError:
-                    raise SerializationError(f"{what} uses {name!r} from its enclosing function before "
-                                             f"it is assigned") from None
+                    raise SerializationError(
+                        f"{what} uses {name!r} from its enclosing function before it is assigned"
+                    ) from None
                 self.add_global(fn, name, value)
         for name in sorted(_code_names(fn.__code__)):
             if name in fn.__globals__:
@@ -385,13 +415,23 @@ class _SourceState:
             return
         module = getattr(value, "__module__", None)
         qualname = getattr(value, "__qualname__", None)
-        if (isinstance(value, (types.FunctionType, types.BuiltinFunctionType, type)) or callable(value)) \
-                and module and qualname and module != self.module and "<" not in qualname \
-                and not isinstance(value, _PLAIN):
+        if (
+            (
+                isinstance(value, (types.FunctionType, types.BuiltinFunctionType, type))
+                or callable(value)
+            )
+            and module
+            and qualname
+            and module != self.module
+            and "<" not in qualname
+            and not isinstance(value, _PLAIN)
+        ):
             if _resolves(module, qualname, value):
                 top = qualname.split(".")[0]
                 if top == qualname:
-                    line = f"from {module} import {qualname}" + (f" as {name}" if name != qualname else "")
+                    line = f"from {module} import {qualname}" + (
+                        f" as {name}" if name != qualname else ""
+                    )
                     self.imports.add(line + "\n")
                 else:
                     self.imports.add(f"from {module} import {top} as _clustrix_{top}\n")
@@ -417,9 +457,13 @@ class _SourceState:
         try:
             text = textwrap.dedent(inspect.getsource(cls))
         except (OSError, TypeError) as exc:
-            raise SerializationError(f"the source strategy needs the source of class {cls.__qualname__}: {exc}") from exc
+            raise SerializationError(
+                f"the source strategy needs the source of class {cls.__qualname__}: {exc}"
+            ) from exc
         order = (inspect.getsourcelines(cls)[1], cls.__name__)
-        self.defs.append((order, text + (f"{name} = {cls.__name__}\n" if name != cls.__name__ else "")))
+        self.defs.append(
+            (order, text + (f"{name} = {cls.__name__}\n" if name != cls.__name__ else ""))
+        )
         tree = ast.parse(text)
         used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
         module_globals = vars(sys.modules[cls.__module__])
@@ -429,7 +473,10 @@ class _SourceState:
 
 
 def _is_cluster_object(value: Any) -> bool:
-    return type(value).__module__.startswith("clustrix_core") or getattr(value, "__module__", "") == "clustrix_core.decorator"
+    return (
+        type(value).__module__.startswith("clustrix_core")
+        or getattr(value, "__module__", "") == "clustrix_core.decorator"
+    )
 
 
 def _resolves(module: str, qualname: str, value: Any) -> bool:
@@ -449,7 +496,9 @@ BUILTIN_SERIALIZERS: dict[str, type[Serializer]] = {
 }
 
 
-def choose_strategies(remote: RemoteInfo, requested: str, available: Sequence[Serializer]) -> list[Serializer]:
+def choose_strategies(
+    remote: RemoteInfo, requested: str, available: Sequence[Serializer]
+) -> list[Serializer]:
     """The strategies to encode with, best first. ``requested`` is a profile's ``serializer``."""
     if requested != "auto":
         chosen = [s for s in available if s.name == requested]
@@ -481,13 +530,17 @@ def encode_payload(
     encodings = []
     for strategy in strategies:
         try:
-            encodings.append({"strategy": strategy.name, "data": strategy.encode(fn, calls, protocol)})
+            encodings.append(
+                {"strategy": strategy.name, "data": strategy.encode(fn, calls, protocol)}
+            )
             break
         except SerializationError as exc:
             errors.append(f"{strategy.name}: {exc}")
     if not encodings:
         if not strategies:
-            raise SerializationError(f"no serialization strategy applies to the remote Python {remote.python}")
+            raise SerializationError(
+                f"no serialization strategy applies to the remote Python {remote.python}"
+            )
         raise SerializationError(f"cannot serialize {_qualname(fn)}: " + "; ".join(errors))
     envelope = {
         "version": FORMAT_VERSION,
@@ -514,4 +567,3 @@ def decode_result(blob: bytes, key: bytes, what: str = "result") -> dict[str, An
 
 def loads_value(data: bytes) -> Any:
     return pickle.loads(data)  # noqa: S301 - from an authenticated result
-

@@ -55,7 +55,9 @@ class Transport:
         """Profiles with equal keys share one transport instance in a process."""
         return (cls.name,)
 
-    def run(self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
+    def run(
+        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None
+    ) -> CommandResult:
         raise NotImplementedError
 
     def put_bytes(self, path: str, data: bytes, *, mode: int = 0o600) -> None:
@@ -100,16 +102,25 @@ class LocalTransport(Transport):
 
     name = "local"
 
-    def run(self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
+    def run(
+        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None
+    ) -> CommandResult:
         try:
-            proc = subprocess.run(list(argv), input=stdin, capture_output=True, timeout=timeout, check=False)
+            proc = subprocess.run(
+                list(argv), input=stdin, capture_output=True, timeout=timeout, check=False
+            )
         except FileNotFoundError as exc:
             return CommandResult(argv=tuple(argv), returncode=127, stdout="", stderr=str(exc))
         except subprocess.TimeoutExpired as exc:
-            raise TransportError(f"command {shell_join(argv)!r} timed out after {timeout} s") from exc
-        return CommandResult(argv=tuple(argv), returncode=proc.returncode,
-                             stdout=proc.stdout.decode("utf-8", "replace"),
-                             stderr=proc.stderr.decode("utf-8", "replace"))
+            raise TransportError(
+                f"command {shell_join(argv)!r} timed out after {timeout} s"
+            ) from exc
+        return CommandResult(
+            argv=tuple(argv),
+            returncode=proc.returncode,
+            stdout=proc.stdout.decode("utf-8", "replace"),
+            stderr=proc.stderr.decode("utf-8", "replace"),
+        )
 
     def put_bytes(self, path: str, data: bytes, *, mode: int = 0o600) -> None:
         path = self.expand(path)

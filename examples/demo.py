@@ -1,6 +1,6 @@
 """clustrix demo: runs on the local backend (detached processes on this machine), no cluster needed.
 
-    python examples/demo.py            # or: nox -s demo
+python examples/demo.py            # or: nox -s demo
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ def main() -> None:
         print("remote exception re-raised locally:", repr(exc))
     start = time.perf_counter()
     values = work.map(range(100))
-    print(f"work.map over 100 items: first {values[:3]}, last {values[-1]:.3f} [{time.perf_counter() - start:.2f} s]")
+    print(
+        f"work.map over 100 items: first {values[:3]}, last {values[-1]:.3f} [{time.perf_counter() - start:.2f} s]"
+    )
 
     with ClusterExecutor("local") as ex:
         fut = ex.submit(pow, 2, 10)

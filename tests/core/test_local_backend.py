@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from clustrix_core import ClusterExecutor, JobFailedError, RemoteError, SerializationError, attach, cluster
+from clustrix_core import (
+    ClusterExecutor,
+    JobFailedError,
+    RemoteError,
+    SerializationError,
+    attach,
+    cluster,
+)
 from clustrix_core.scheduler import JobState
 from clustrix_core.testing.conformance import wait_for
 from tests.conftest import cluster_config
@@ -106,7 +113,10 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    return (
+        Path(f"/proc/{pid}").exists()
+        and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    )
 
 
 def test_process_killed_from_outside_is_job_failure(local: Path) -> None:
@@ -138,7 +148,8 @@ def test_runner_killed_by_signal_names_signal_and_stderr_tail(local: Path) -> No
 
 def test_reattach_from_a_new_process(local: Path, tmp_path: Path) -> None:
     script = tmp_path / "submit.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import time
         from clustrix_core import ClusterExecutor
         def slow(x):
@@ -146,14 +157,19 @@ def test_reattach_from_a_new_process(local: Path, tmp_path: Path) -> None:
             return x * 7
         fut = ClusterExecutor("local").submit(slow, 6)
         print(fut.job_id)
-    """))
+    """)
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60)
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     job_id = out.stdout.strip()
     handle = attach(job_id)
     assert handle.result(timeout=60) == 42
-    cli = subprocess.run([sys.executable, "-m", "clustrix_core.cli", "jobs"], capture_output=True, text=True, env=env)
+    cli = subprocess.run(
+        [sys.executable, "-m", "clustrix_core.cli", "jobs"], capture_output=True, text=True, env=env
+    )
     assert job_id in cli.stdout and "COMPLETED" in cli.stdout
 
 
@@ -161,8 +177,13 @@ def test_cli_result_of_a_job_submitted_elsewhere(local: Path) -> None:
     fut = ClusterExecutor("local", cleanup="never").submit(divmod, 17, 5)
     assert fut.result(timeout=60) == (3, 2)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    out = subprocess.run([sys.executable, "-m", "clustrix_core.cli", "result", fut.job_id],
-                         capture_output=True, text=True, env=env, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "clustrix_core.cli", "result", fut.job_id],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "(3, 2)"
 
@@ -195,8 +216,13 @@ def test_unpicklable_argument_fails_locally_naming_it(local: Path, tmp_path: Pat
     gen = (i for i in range(3))
     with pytest.raises(SerializationError, match=r"argument 0 of call 0 .*generator"):
         cluster(crossfuncs.raises).submit(gen)
-    assert not (jobs / "jobs.sqlite3").exists() or "raises" not in subprocess.run(
-        [sys.executable, "-m", "clustrix_core.cli", "jobs"], capture_output=True, text=True).stdout
+    assert (
+        not (jobs / "jobs.sqlite3").exists()
+        or "raises"
+        not in subprocess.run(
+            [sys.executable, "-m", "clustrix_core.cli", "jobs"], capture_output=True, text=True
+        ).stdout
+    )
 
 
 def test_function_without_source_fails_locally_under_source_strategy(local: Path) -> None:
@@ -222,7 +248,9 @@ def _uses_lock() -> bool:
 
 def test_cloudpickle_refused_for_other_remote_version(local: Path) -> None:
     with pytest.raises(SerializationError, match="cloudpickle.*3.6"):
-        ClusterExecutor("local", python=interpreter("3.6"), serializer="cloudpickle").submit(crossfuncs.version)
+        ClusterExecutor("local", python=interpreter("3.6"), serializer="cloudpickle").submit(
+            crossfuncs.version
+        )
 
 
 # ------------------------------------------------------------ security
@@ -262,8 +290,12 @@ def test_shell_values_are_quoted(local: Path, tmp_path: Path) -> None:
     def env_value() -> str:
         return os.environ["EVIL"]
 
-    with ClusterExecutor("local", job_name=f"x{evil}`touch {marker}`", env={"EVIL": evil + "'\"; touch " + str(marker)},
-                         cleanup="never") as ex:
+    with ClusterExecutor(
+        "local",
+        job_name=f"x{evil}`touch {marker}`",
+        env={"EVIL": evil + "'\"; touch " + str(marker)},
+        cleanup="never",
+    ) as ex:
         fut = ex.submit(env_value)
         assert fut.result(timeout=60) == evil + "'\"; touch " + str(marker)
     assert not marker.exists()

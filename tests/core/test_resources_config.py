@@ -11,8 +11,15 @@ from clustrix_core.resources import format_dhms, parse_memory, parse_time
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("8GB", 8 * 1000**3), ("512M", 512 * 1024**2), ("1.5GiB", int(1.5 * 1024**3)), ("100", 100),
-     (4096, 4096), ("2 TiB", 2 * 1024**4), ("64k", 64 * 1024)],
+    [
+        ("8GB", 8 * 1000**3),
+        ("512M", 512 * 1024**2),
+        ("1.5GiB", int(1.5 * 1024**3)),
+        ("100", 100),
+        (4096, 4096),
+        ("2 TiB", 2 * 1024**4),
+        ("64k", 64 * 1024),
+    ],
 )
 def test_memory_parsing(text: object, expected: int) -> None:
     assert parse_memory(text) == expected
@@ -28,8 +35,18 @@ def test_memory_errors_name_value_and_accepted_forms(bad: object) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("01:00:00", 3600), ("90m", 5400), ("2-00:00:00", 172800), ("1h30m", 5400), ("45s", 45), ("10:30", 630),
-     ("1-12", 129600), ("2d", 172800), (120, 120), ("300", 300)],
+    [
+        ("01:00:00", 3600),
+        ("90m", 5400),
+        ("2-00:00:00", 172800),
+        ("1h30m", 5400),
+        ("45s", 45),
+        ("10:30", 630),
+        ("1-12", 129600),
+        ("2d", 172800),
+        (120, 120),
+        ("300", 300),
+    ],
 )
 def test_time_parsing(text: object, expected: int) -> None:
     assert parse_time(text) == expected
@@ -52,9 +69,14 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_profile_file_env_configure_and_call_site_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = write(tmp_path, '[profiles.hpc]\nscheduler = "local"\ncores = 2\nmemory = "1GB"\ntime = "10m"\n'
-                           '[profiles.hpc.env]\nOMP_NUM_THREADS = "2"\n')
+def test_profile_file_env_configure_and_call_site_precedence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(
+        tmp_path,
+        '[profiles.hpc]\nscheduler = "local"\ncores = 2\nmemory = "1GB"\ntime = "10m"\n'
+        '[profiles.hpc.env]\nOMP_NUM_THREADS = "2"\n',
+    )
     monkeypatch.setenv("CLUSTRIX_CONFIG", str(path))
     p = load_profile("hpc")
     assert (p.cores, p.memory, p.time, p.env) == (2, 10**9, 600, {"OMP_NUM_THREADS": "2"})
@@ -72,13 +94,15 @@ def test_cwd_config_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_unknown_profile_lists_known_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLUSTRIX_CONFIG", str(write(tmp_path, '[profiles.hpc]\ncores = 2\n')))
+    monkeypatch.setenv("CLUSTRIX_CONFIG", str(write(tmp_path, "[profiles.hpc]\ncores = 2\n")))
     with pytest.raises(ConfigError, match=r"unknown profile 'nope'.*hpc"):
         ClusterExecutor("nope")
 
 
-def test_unknown_key_names_key_and_accepted_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLUSTRIX_CONFIG", str(write(tmp_path, '[profiles.hpc]\ncorez = 2\n')))
+def test_unknown_key_names_key_and_accepted_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLUSTRIX_CONFIG", str(write(tmp_path, "[profiles.hpc]\ncorez = 2\n")))
     with pytest.raises(ConfigError, match=r"'corez'.*accepted keys:.*cores"):
         load_profile("hpc")
 

@@ -59,10 +59,15 @@ def run_job(tmp_path: Path, python: str, fn, calls, ntasks, strategy) -> list[di
     (job / "payload.bin").write_bytes(payload)
     reports = []
     for t in range(len(tasks)):
-        proc = subprocess.run([python, str(job / "runner.py"), str(job), str(t)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [python, str(job / "runner.py"), str(job), str(t)], capture_output=True, text=True
+        )
         report = decode_result((job / f"result.{t}").read_bytes(), key)
-        assert proc.returncode == (0 if all(o["ok"] for o in report["outcomes"]) and not report["error"] else
-                                   (2 if report["error"] else 1)), proc.stderr
+        assert proc.returncode == (
+            0
+            if all(o["ok"] for o in report["outcomes"]) and not report["error"]
+            else (2 if report["error"] else 1)
+        ), proc.stderr
         reports.append(report)
     return reports
 
@@ -80,7 +85,9 @@ def values(reports: list[dict]) -> list:
 def test_source_strategy_every_version(tmp_path: Path, version: str) -> None:
     python = interpreter(version)
     fn = crossfuncs.uses_everything.__wrapped__
-    reports = run_job(tmp_path, python, fn, [((1,), {}), ((2,), {"label": "x"})], 1, SourceSerializer())
+    reports = run_job(
+        tmp_path, python, fn, [((1,), {}), ((2,), {"label": "x"})], 1, SourceSerializer()
+    )
     assert reports[0]["strategy"] == "source"
     assert reports[0]["python"].startswith(version)
     first, second = values(reports)
@@ -104,9 +111,14 @@ def test_exception_and_array_slices_every_version(tmp_path: Path, version: str) 
 def test_closure_defaults_and_recursion_every_version(tmp_path: Path, version: str) -> None:
     python = interpreter(version)
     closure = crossfuncs.make_closure(3, factor=5)
-    assert values(run_job(tmp_path, python, closure, [((2,), {}), ((2,), {"extra": 0})], 1,
-                          SourceSerializer())) == [43, 13]
-    assert values(run_job(tmp_path, python, crossfuncs.calls_itself, [((5,), {})], 1, SourceSerializer())) == [120]
+    assert values(
+        run_job(
+            tmp_path, python, closure, [((2,), {}), ((2,), {"extra": 0})], 1, SourceSerializer()
+        )
+    ) == [43, 13]
+    assert values(
+        run_job(tmp_path, python, crossfuncs.calls_itself, [((5,), {})], 1, SourceSerializer())
+    ) == [120]
 
 
 def test_cloudpickle_strategy_same_version(tmp_path: Path) -> None:
@@ -114,14 +126,26 @@ def test_cloudpickle_strategy_same_version(tmp_path: Path) -> None:
     info = probe(python)
     if info.cloudpickle is None:
         pytest.skip("the interpreter has no cloudpickle")
-    got = values(run_job(tmp_path, python, lambda x: [x, x * 2], [((n,), {}) for n in range(4)], 2,
-                         CloudpickleSerializer()))
+    got = values(
+        run_job(
+            tmp_path,
+            python,
+            lambda x: [x, x * 2],
+            [((n,), {}) for n in range(4)],
+            2,
+            CloudpickleSerializer(),
+        )
+    )
     assert got == [[0, 0], [1, 2], [2, 4], [3, 6]]
 
 
 def test_dill_strategy_same_version(tmp_path: Path) -> None:
     pytest.importorskip("dill")
-    got = values(run_job(tmp_path, sys.executable, crossfuncs.make_closure(1), [((1,), {})], 1, DillSerializer()))
+    got = values(
+        run_job(
+            tmp_path, sys.executable, crossfuncs.make_closure(1), [((1,), {})], 1, DillSerializer()
+        )
+    )
     assert got == [13]
 
 
@@ -143,12 +167,21 @@ def test_tampered_payload_refused_by_runner(tmp_path: Path) -> None:
     reports_dir.mkdir()
     key = secrets.token_bytes(32)
     (reports_dir / "key").write_text(key.hex())
-    payload = encode_payload(crossfuncs.version, [((), {})], [(0, 1)], key=key, remote=RemoteInfo.local(),
-                             strategies=[SourceSerializer()])
+    payload = encode_payload(
+        crossfuncs.version,
+        [((), {})],
+        [(0, 1)],
+        key=key,
+        remote=RemoteInfo.local(),
+        strategies=[SourceSerializer()],
+    )
     (reports_dir / "payload.bin").write_bytes(payload.replace(b"version", b"versioN"))
     shutil.copy(runner.__file__, reports_dir / "runner.py")
-    proc = subprocess.run([sys.executable, str(reports_dir / "runner.py"), str(reports_dir), "0"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(reports_dir / "runner.py"), str(reports_dir), "0"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "HMAC" in proc.stderr
     report = decode_result((reports_dir / "result.0").read_bytes(), key)
@@ -160,7 +193,9 @@ def test_tampered_result_refused_locally() -> None:
     body = pickle.dumps({"outcomes": []})
     blob = runner.seal(runner.RESULT_MAGIC, key, body)
     assert decode_result(blob, key) == {"outcomes": []}
-    forged = runner.seal(runner.RESULT_MAGIC, secrets.token_bytes(32), pickle.dumps({"outcomes": ["evil"]}))
+    forged = runner.seal(
+        runner.RESULT_MAGIC, secrets.token_bytes(32), pickle.dumps({"outcomes": ["evil"]})
+    )
     with pytest.raises(IntegrityError, match="HMAC"):
         decode_result(forged, key)
     with pytest.raises(IntegrityError, match="HMAC"):
