@@ -64,12 +64,17 @@ read_pid() {
     printf '%s\n' "${pid}"
 }
 
-# proc_is PID COMM -> true if process PID is alive and its comm is COMM
+# proc_is PID COMM -> true if process PID is alive and its comm is COMM. A zombie is not
+# alive: here PID 1 does not always reap orphaned daemons at once, and a killed daemon
+# can stay a zombie (comm still readable) with its pid file still naming it.
 proc_is() {
-    local pid="$1" comm="$2" actual=""
+    local pid="$1" comm="$2" actual="" stat rest
     [[ -r "/proc/${pid}/comm" ]] || return 1
     read -r actual <"/proc/${pid}/comm" 2>/dev/null || return 1
-    [[ "${actual}" == "${comm}" ]]
+    [[ "${actual}" == "${comm}" ]] || return 1
+    stat="$(cat "/proc/${pid}/stat" 2>/dev/null)" || return 1
+    rest="${stat##*) }"      # fields after "(comm) "; the first is the state letter
+    [[ "${rest:0:1}" != Z && "${rest:0:1}" != X ]]
 }
 
 # pid_alive PIDFILE COMM -> true if the pid in PIDFILE is alive and its comm is COMM
