@@ -45,6 +45,7 @@ from .transport import Transport, shared_transport
 logger = logging.getLogger(__name__)
 RUNNER_SOURCE = Path(runner.__file__).read_bytes()
 _LOST_GRACE_POLLS = 6
+_FAST_POLL_SECONDS = 1.0
 
 _probe_cache: dict[tuple[Any, ...], RemoteInfo] = {}
 _probe_lock = threading.Lock()
@@ -412,7 +413,10 @@ class ClusterExecutor(cf.Executor):
 
     # ------------------------------------------------------------ monitoring
     def _watch(self) -> None:
+        """Poll all active jobs with one status query per interval: every ``poll_min`` seconds
+        while something changed in the last second, then backing off by 1.5x to ``poll_max``."""
         interval = self.profile.poll_min
+        last_change = time.monotonic()
         while True:
             with self._lock:
                 active = [j for j in self._jobs if not j.finished]
@@ -422,16 +426,19 @@ class ClusterExecutor(cf.Executor):
                     self._wakeup.clear()
             if not active:
                 self._wakeup.wait(1.0)
-                interval = self.profile.poll_min
+                interval, last_change = self.profile.poll_min, time.monotonic()
                 continue
             changed = False
             try:
                 changed = self._poll(active)
             except Exception as exc:  # keep watching: nothing is lost, the registry has every job
                 logger.warning("clustrix: status query failed (will retry): %s", exc)
-            interval = (
-                self.profile.poll_min if changed else min(interval * 1.5, self.profile.poll_max)
-            )
+            if changed:
+                last_change = time.monotonic()
+            if time.monotonic() - last_change < _FAST_POLL_SECONDS:
+                interval = self.profile.poll_min
+            else:
+                interval = min(interval * 1.5, self.profile.poll_max)
             self._wakeup.wait(interval)
             self._wakeup.clear()
 
