@@ -5,6 +5,7 @@ Pure functions on text, tested on real captured output (tests/sge/data/)."""
 from __future__ import annotations
 
 import re
+import signal
 import xml.etree.ElementTree as ET
 
 import attrs
@@ -62,22 +63,17 @@ def parse_qstat_xml(text: str) -> list[QueueEntry]:
 _ERROR_REASON_RE = re.compile(r"^error reason\s+(\d+):\s*(.*)$")
 
 
-def parse_error_reasons(text: str) -> dict[int | None, str]:
-    """The ``error reason`` lines of ``qstat -j ID`` (keyed by task id; ``None`` for a plain job).
+def parse_error_reasons(text: str) -> dict[int, str]:
+    """The ``error reason`` lines of ``qstat -j ID``, by task id (1 for a job that is no array):
 
     ``error reason    1:      11/28/2026 20:52:00 [0:374]: error: can't open output file ...``"""
-    reasons: dict[int | None, str] = {}
-    plain = "job_type:" in text and "ja_tasks" not in text
+    reasons: dict[int, str] = {}
     for line in text.splitlines():
         m = _ERROR_REASON_RE.match(line.strip())
-        if not m:
-            continue
-        task, message = int(m.group(1)), m.group(2).strip()
-        # drop the "MM/DD/YYYY HH:MM:SS [uid:pid]: " prefix SGE puts before the message
-        message = re.sub(r"^\d\d/\d\d/\d{4} \d\d:\d\d:\d\d \[[\d:]+\]:\s*", "", message)
-        reasons[task] = message
-    if plain and list(reasons) == [1]:
-        reasons[None] = reasons[1]
+        if m:
+            # drop the "MM/DD/YYYY HH:MM:SS [uid:pid]: " prefix before the message
+            reasons[int(m.group(1))] = re.sub(r"^\d\d/\d\d/\d{4} \d\d:\d\d:\d\d \[[\d:]+\]:\s*", "",
+                                              m.group(2).strip())
     return reasons
 
 
@@ -136,11 +132,18 @@ def record_state(rec: AccountingRecord) -> tuple[JobState, str]:
     if rec.failed == FAILED_TIMEOUT:
         return JobState.TIMEOUT, f"time limit (h_rt) exceeded; {detail}"
     if rec.failed == FAILED_KILLED:
-        return JobState.CANCELLED, f"killed by qdel or a signal; {detail}"
+        return JobState.CANCELLED, f"killed by qdel or a signal{_signal_name(rec.exit_status)}; {detail}"
     if rec.failed in _FAILED_BEFORE_START:
         return JobState.FAILED, f"Grid Engine could not start the job; {detail}"
     if rec.failed:
         return JobState.FAILED, detail
     if rec.exit_status > 128:
-        return JobState.FAILED, f"killed by signal {rec.exit_status - 128}; {detail}"
+        return JobState.FAILED, f"killed by a signal{_signal_name(rec.exit_status)}; {detail}"
     return JobState.FAILED, f"exit status {rec.exit_status}"
+
+
+def _signal_name(exit_status: int) -> str:
+    try:
+        return f" ({signal.Signals(exit_status - 128).name})" if exit_status > 128 else ""
+    except ValueError:
+        return f" (signal {exit_status - 128})"

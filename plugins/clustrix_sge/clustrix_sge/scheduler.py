@@ -52,7 +52,7 @@ class SgeScheduler(BatchScheduler):
         super().__init__(**kwargs)
         self._slots: int | None = None
         self._max_array: int | None = None
-        self.lost_grace = float(self.option("accounting_wait", 60))
+        self.lost_grace = _accounting_wait(self.profile.options.get("accounting_wait"))
 
     def option(self, key: str, default: Any) -> Any:
         value = self.profile.options.get(key)
@@ -65,11 +65,7 @@ class SgeScheduler(BatchScheduler):
             value = opts.get(key)
             if value is not None and (not isinstance(value, str) or not _NAME_RE.match(value)):
                 raise ConfigError(f"{key}={value!r} is not a Grid Engine object name")
-        try:
-            if float(opts.get("accounting_wait", 60)) < 0:
-                raise ValueError
-        except (TypeError, ValueError):
-            raise ConfigError(f"accounting_wait={opts.get('accounting_wait')!r} must be a number of seconds >= 0") from None
+        _accounting_wait(opts.get("accounting_wait"))
         if profile.partition:
             raise ConfigError(f"partition={profile.partition!r}: Grid Engine has queues, not partitions; "
                               "set queue= instead")
@@ -83,6 +79,16 @@ class SgeScheduler(BatchScheduler):
             raise ConfigError(f"nodes={profile.nodes}: Grid Engine places slots by the parallel "
                               "environment's allocation rule; set pe= to a PE that spans hosts and "
                               "cores= to the total number of slots")
+        for key in ("queue", "account"):
+            value = getattr(profile, key)
+            if value is not None and (not value or re.search(r"[\s#]", value)):
+                raise ConfigError(f"{key}={value!r} is not a Grid Engine {key} name (no spaces or '#')")
+        for line in profile.directives:
+            if "\n" in line or "\r" in line:
+                raise ConfigError(f"directives: {line!r} spans several lines; give one directive per item")
+            if line.startswith("#") and not line.startswith("#$"):
+                raise ConfigError(f"directives: {line!r} starts with '#' but not '#$'; write "
+                                  "'-l name=value' or '#$ -l name=value'")
         if _PATH_BAD.search(profile.work_dir):
             raise ConfigError(f"work_dir={profile.work_dir!r}: Grid Engine's -o/-e/-wd paths cannot "
                               "contain spaces, commas or colons")
@@ -196,6 +202,18 @@ class SgeScheduler(BatchScheduler):
 
     def cancel_argv(self, native_ids: Sequence[str]) -> list[str]:
         return ["qdel", *native_ids]
+
+
+def _accounting_wait(value: Any) -> float:
+    if value is None:
+        return 60.0
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if isinstance(value, bool) or not seconds >= 0:
+        raise ConfigError(f"accounting_wait={value!r} must be a number of seconds >= 0")
+    return seconds
 
 
 def parse_cluster_queue_slots(text: str) -> int:
