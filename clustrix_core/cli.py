@@ -70,8 +70,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     check("transport", lambda: backend.transport.run(["true"]).assert_success() and "commands run")
     check(
         "remote python",
-        lambda: (lambda p, i: f"{p} is Python {i.python} (cloudpickle {i.cloudpickle})")(
-            *backend.remote()
+        lambda: (
+            f"{backend.remote()[0]} is Python {backend.remote()[1].python} (cloudpickle {backend.remote()[1].cloudpickle})"
         ),
     )
     check("job directory", lambda: _writable(backend))

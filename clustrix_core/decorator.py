@@ -11,6 +11,9 @@ from .executor import ClusterExecutor, ClusterFuture
 
 
 class ClusterFunction:
+    __qualname__: str
+    __wrapped__: Callable[..., Any]
+
     """A function that runs on a cluster when called. ``f(x)`` blocks and returns the value;
     ``f.submit(x)`` returns a future; ``f.map(xs)`` runs many calls as one array job;
     ``f.local(x)`` runs in this process."""

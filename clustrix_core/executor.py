@@ -180,6 +180,7 @@ class _Job:
         self.lost_since: float | None = None
         self.retries_left = executor.profile.retries
         self.last_status: dict[str, JobStatus] = {}
+        self.spec: JobSpec | None = None
 
     def task_of(self, index: int) -> int:
         for t, (start, stop) in enumerate(self.record.tasks):
@@ -352,7 +353,7 @@ class ClusterExecutor(cf.Executor):
         record.submissions = [_sub_dict(s) for s in job.submissions]
         record.state = "SUBMITTED"
         registry.update(job_id, submissions=record.submissions, state="SUBMITTED")
-        job.spec = spec  # type: ignore[attr-defined]
+        job.spec = spec
         get_plugin_manager().hook.clustrix_job_submitted(record=record)
         logger.info(
             "submitted %s (%d calls in %d tasks) as %s",
@@ -383,7 +384,7 @@ class ClusterExecutor(cf.Executor):
         python, _ = (self.backend.base_python, None)
         job.spec = JobSpec(
             job_id=record.job_id,
-            name=safe_name(record.function.rsplit(".", 1)[-1]),  # type: ignore[attr-defined]
+            name=safe_name(record.function.rsplit(".", 1)[-1]),
             job_dir=record.job_dir,
             ntasks=record.ntasks,
             python=python,
@@ -543,7 +544,8 @@ class ClusterExecutor(cf.Executor):
                 worst.state,
                 job.retries_left,
             )
-            job.submissions = self.backend.scheduler.submit(job.spec)  # type: ignore[attr-defined]
+            assert job.spec is not None
+            job.submissions = self.backend.scheduler.submit(job.spec)
             job.record.submissions = [_sub_dict(s) for s in job.submissions]
             get_registry().update(job.record.job_id, submissions=job.record.submissions)
             job.lost_polls, job.lost_since = 0, None

@@ -125,8 +125,9 @@ class ClustrixPluginManager(pluggy.PluginManager):
     def load_entrypoints(self) -> None:
         disabled = disabled_plugins()
         for ep in _entry_points():
-            dist = ep.dist.name if getattr(ep, "dist", None) else "?"
-            version = ep.dist.version if getattr(ep, "dist", None) else "?"
+            dist_info = getattr(ep, "dist", None)
+            dist = dist_info.name if dist_info is not None else "?"
+            version = dist_info.version if dist_info is not None else "?"
             if ep.name in disabled:
                 self.infos.append(
                     PluginInfo(name=ep.name, distribution=dist, version=version, status="disabled")
@@ -161,7 +162,7 @@ class ClustrixPluginManager(pluggy.PluginManager):
         ):
             for impl in hook.get_hookimpls():
                 try:
-                    specs = list(impl.function() or ())
+                    specs = list(impl.function() or ())  # type: ignore[call-overload]
                 except Exception as exc:
                     raise PluginError(
                         f"plugin {impl.plugin_name!r} failed in {hook.name}: {exc}"
@@ -222,7 +223,7 @@ class ClustrixPluginManager(pluggy.PluginManager):
                 **{name: args[name] for name in impl.argnames}
             )  # like pluggy: a subset is fine
             if new is not None:
-                script = new
+                script = str(new)
         return script
 
 

@@ -254,7 +254,7 @@ class BatchScheduler(Scheduler):
     def submit(self, job: JobSpec) -> list[Submission]:
         from .plugins import get_plugin_manager
 
-        submissions = []
+        submissions: list[Submission] = []
         for index, (first, count) in enumerate(self.array_chunks(job.ntasks)):
             array = job.ntasks > 1 and self.supports_arrays
             script = self.render_script(job, first=first, count=count, array=array)
