@@ -69,7 +69,8 @@ def make_executor(use_config: Path) -> Iterator[Callable[..., ClusterExecutor]]:
 
 @pytest.fixture
 def executor(make_executor: Callable[..., ClusterExecutor]) -> ClusterExecutor:
-    return make_executor("slurm")
+    """The ``slurm`` profile, keeping job directories (tests read scripts and logs)."""
+    return make_executor("slurm", cleanup="never")
 
 
 def running(fut: ClusterFuture) -> bool:

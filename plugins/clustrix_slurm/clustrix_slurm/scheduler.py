@@ -135,7 +135,13 @@ class SlurmScheduler(BatchScheduler):
         return self._parallelism
 
     # ------------------------------------------------------------ submission
-    def directives(self, job: JobSpec, *, count: int, array: bool, first: int = 0) -> list[str]:
+    def directives(self, job: JobSpec, *, count: int, array: bool) -> list[str]:
+        return self.chunk_directives(job, first=0, count=count, array=array)
+
+    def chunk_directives(self, job: JobSpec, *, first: int, count: int, array: bool) -> list[str]:
+        """``#SBATCH`` lines for tasks ``first .. first+count-1`` of ``job``. SLURM's own output
+        (time limit and OOM messages) goes to the task's ``out.N``/``err.N`` where ``%a`` is the
+        task number, i.e. for a plain job and for the first array of a split one."""
         p = job.profile
         d = _pattern(job.job_dir)
         if not array:
@@ -172,14 +178,6 @@ class SlurmScheduler(BatchScheduler):
                 spec += f"%{p.max_parallel}"
             lines.append(f"--array={spec}")
         return [f"{self.directive_prefix} {line}" for line in lines]
-
-    def render_script(self, job: JobSpec, *, first: int = 0, count: int | None = None,
-                      array: bool | None = None) -> str:
-        self._first = first  # directives() needs the chunk's first task for the output paths
-        try:
-            return super().render_script(job, first=first, count=count, array=array)
-        finally:
-            del self._first
 
     def submit_argv(self, script_path: str, job: JobSpec, *, first: int, count: int, array: bool) -> list[str]:
         return ["sbatch", "--parsable", script_path]

@@ -1,0 +1,29 @@
+#!/bin/bash
+#SBATCH --job-name=clustrix-fit
+#SBATCH --chdir=/home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd
+#SBATCH --output=/home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd/out.%a
+#SBATCH --error=/home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd/err.%a
+#SBATCH --open-mode=append
+#SBATCH --cpus-per-task=4
+#SBATCH --nodes=2
+#SBATCH --mem=7630M
+#SBATCH --time=1-02:00:00
+#SBATCH --gres=gpu:2
+#SBATCH --partition=gpu
+#SBATCH --account=proj-42
+#SBATCH --qos=high
+#SBATCH --array=0-39%5
+#SBATCH --constraint=haswell
+#SBATCH --exclusive
+#SBATCH --mail-type=FAIL
+# clustrix job 20260101-120000-0a1b2c3d
+TASK="${SLURM_ARRAY_TASK_ID}"
+exec >>/home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd/out."$TASK" 2>>/home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd/err."$TASK"
+cd /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd || exit 97
+export OMP_NUM_THREADS=4
+export GREETING='it'"'"'s a '"'"'test'"'"' $HOME'
+module load gcc/12.2
+module load cuda/12
+source ~/venvs/fit/bin/activate
+ulimit -c 0
+exec /usr/bin/python3 /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd/runner.py /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd "$TASK"
