@@ -291,6 +291,32 @@ def profile_names() -> list[str]:
     return sorted(names)
 
 
+_ENV_LIST_FIELDS = {"environment", "modules", "setup", "directives"}
+
+
+def env_overrides() -> dict[str, Any]:
+    """Profile values from ``CLUSTRIX_<FIELD>`` environment variables (e.g. ``CLUSTRIX_PARTITION``);
+    they beat config files and lose to ``configure()`` and call-site arguments. List fields take
+    newline-separated values."""
+    out: dict[str, Any] = {}
+    for field in sorted(FIELD_NAMES - {"options", "env"}):
+        raw = os.environ.get(f"CLUSTRIX_{field.upper()}")
+        if raw is None:
+            continue
+        if field in _ENV_LIST_FIELDS:
+            out[field] = [line for line in raw.splitlines() if line.strip()]
+        elif field in ("auto_add_host_keys",):
+            out[field] = raw.strip().lower() in ("1", "true", "yes")
+        elif field in ("connect_timeout", "poll_min", "poll_max"):
+            try:
+                out[field] = float(raw)
+            except ValueError:
+                raise ConfigError(f"CLUSTRIX_{field.upper()}={raw!r} must be a number") from None
+        else:
+            out[field] = raw
+    return out
+
+
 def load_profile(
     name: str | None = None, *, _extra: Mapping[str, Any] | None = None, **overrides: Any
 ) -> Profile:
@@ -306,6 +332,7 @@ def load_profile(
         raise ConfigError(
             f"unknown profile {name!r}; known profiles: {known} (config files: {files})"
         )
+    values.update(env_overrides())
     with _lock:
         values.update(_configured.get(name, {}))
     if _extra:

@@ -28,6 +28,7 @@ from .errors import (
     TransportError,
 )
 from .plugins import get_plugin_manager
+from .progress import Progress
 from .registry import JobRecord, get_registry
 from .scheduler import RETRYABLE, JobSpec, JobState, JobStatus, Scheduler, Submission
 from .serialization import (
@@ -181,6 +182,7 @@ class _Job:
         self.retries_left = executor.profile.retries
         self.last_status: dict[str, JobStatus] = {}
         self.spec: JobSpec | None = None
+        self.progress: Progress | None = None
 
     def task_of(self, index: int) -> int:
         for t, (start, stop) in enumerate(self.record.tasks):
@@ -335,6 +337,8 @@ class ClusterExecutor(cf.Executor):
         registry = get_registry()
         registry.add(record)
         job = _Job(self, record, len(calls))
+        if len(tasks) > 1:
+            job.progress = Progress(f"{name} map", len(calls), len(tasks))
         spec = JobSpec(
             job_id=job_id,
             name=job_name,
@@ -460,7 +464,27 @@ class ClusterExecutor(cf.Executor):
                 changed |= job.finished or job.lost_polls == 0  # waiting out a lag backs off
             elif job.record.ntasks > 1:
                 changed |= self._collect_ready(job)
+            if job.progress is not None:
+                self._report_progress(job)
         return changed
+
+    def _report_progress(self, job: _Job) -> None:
+        assert job.progress is not None
+        done = [f for f in job.futures if f.done()]
+        failed = sum(1 for f in done if f.cancelled() or f.exception() is not None)
+        running = sum(
+            1
+            for st in job.last_status.values()
+            for t, s in st.tasks.items()
+            if s is JobState.RUNNING and t not in job.collected
+        )
+        if not running:
+            running = sum(1 for st in job.last_status.values() if st.state is JobState.RUNNING)
+        job.progress.update(
+            done=len(done), failed=failed, running=running, finished_tasks=len(job.collected)
+        )
+        if job.finished:
+            job.progress.close()
 
     def _collect_ready(self, job: _Job) -> bool:
         names = set(self.backend.transport.listdir(job.record.job_dir))

@@ -128,3 +128,18 @@ def test_bad_toml_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def test_local_scheduler_rejects_partition() -> None:
     with pytest.raises(ConfigError, match="partition"):
         ClusterExecutor("local", partition="debug")
+
+
+def test_environment_variables_beat_files_and_lose_to_call_site(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, '[profiles.hpc]\nscheduler = "local"\ncores = 2\nmemory = "1GB"\n')
+    monkeypatch.setenv("CLUSTRIX_CONFIG", str(path))
+    monkeypatch.setenv("CLUSTRIX_CORES", "6")
+    monkeypatch.setenv("CLUSTRIX_SETUP", "echo a\necho b")
+    p = load_profile("hpc")
+    assert (p.cores, p.memory, p.setup) == (6, 10**9, ("echo a", "echo b"))
+    assert load_profile("hpc", cores=3).cores == 3
+    monkeypatch.setenv("CLUSTRIX_MEMORY", "a lot")
+    with pytest.raises(ConfigError, match="memory='a lot'"):
+        load_profile("hpc")
