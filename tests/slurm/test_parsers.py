@@ -319,3 +319,58 @@ def test_parallelism_is_the_partitions_cpus_over_the_cpus_a_task_takes(values: d
 def test_max_parallel_wins_without_asking_the_cluster() -> None:
     sched, transport = scheduler({}, max_parallel=3)
     assert sched.parallelism() == 3 and transport.calls == []
+
+
+# ------------------------------------------------------------------ more captured cases
+
+
+@pytest.mark.parametrize("case", ["squeue_mixed_pipe", "squeue_finished", "squeue_impossible", "squeue_array_only",
+                                  "squeue_known_and_unknown", "squeue_oom_cgroup", "squeue_oom_overmemorykill"])
+def test_short_squeue_format_parses_alike(case: str) -> None:
+    rows = parsers.parse_squeue(text(case))
+    assert len(rows) == len(text(case).splitlines())
+    for row in rows:
+        assert row.job_id.isdigit() and row.state in parsers.STATES and row.raw.startswith(row.job_id)
+
+
+def test_the_short_and_the_long_squeue_formats_agree() -> None:
+    short = {(r.job_id, r.task, r.state, r.reason) for r in parsers.parse_squeue(text("squeue_mixed_pipe"))}
+    long = {(r.job_id, r.task, r.state, r.reason) for r in parsers.parse_squeue(text("squeue_mixed_ids"))}
+    assert short == long
+
+
+def test_finished_states_in_squeue() -> None:
+    sched, _ = scheduler()
+    rows = {r.raw: sched.map_state(r.state) for r in parsers.parse_squeue(text("squeue_finished"))}
+    assert rows == {"69": JobState.CANCELLED, "64": JobState.COMPLETED, "66_0": JobState.COMPLETED,
+                    "66_2": JobState.COMPLETED, "66_1": JobState.FAILED, "66_3": JobState.FAILED,
+                    "67": JobState.FAILED, "68": JobState.FAILED, "63": JobState.TIMEOUT}
+
+
+def test_impossible_requests_pend_with_a_reason() -> None:
+    reasons = {r.raw: (r.state, r.reason) for r in parsers.parse_squeue(text("squeue_impossible"))}
+    assert reasons == {"88": ("PENDING", "PartitionNodeLimit"), "89": ("PENDING", "PartitionConfig"),
+                       "90": ("PENDING", "PartitionTimeLimit")}
+
+
+def test_out_of_memory_where_cgroups_enforce_it() -> None:
+    sched, _ = scheduler({"sacct": captured("sacct_X_oom_cgroup")})
+    status = sched.final_status(sub("4"))
+    assert status is not None and status.state is JobState.OUT_OF_MEMORY
+    (row,) = parsers.parse_scontrol_jobs(text("scontrol_show_job_oneline_oom_cgroup"))
+    assert sched.map_state(row.state) is JobState.OUT_OF_MEMORY and row.reason == "OutOfMemory"
+
+
+def test_memory_kill_by_the_accounting_plugin_is_a_failure_by_signal_9() -> None:
+    sched, _ = scheduler({"sacct": captured("sacct_X_oom_overmemorykill")})
+    status = sched.final_status(sub("5"))
+    assert status is not None and status.state is JobState.FAILED and "signal 9" in status.reason
+
+
+def test_captured_accounting_disabled_falls_back_to_scontrol() -> None:
+    assert EXIT_CODES["sacct_accounting_disabled"] == 1
+    sched, transport = scheduler({"sacct": captured("sacct_accounting_disabled"),
+                                  "scontrol": captured("scontrol_show_job_oneline_completed")})
+    status = sched.final_status(sub("64"))
+    assert status is not None and status.state is JobState.COMPLETED
+    assert [c[0] for c in transport.calls] == ["sacct", "scontrol"]

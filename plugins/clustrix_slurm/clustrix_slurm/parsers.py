@@ -102,15 +102,21 @@ def _split_id(raw: str) -> tuple[str, int | None] | None:
 
 
 def parse_squeue(text: str) -> list[JobRow]:
-    """Rows of ``squeue --noheader --format=%i|%A|%F|%K|%T|%r``."""
+    """Rows of ``squeue --noheader --format=%i|%A|%F|%K|%T|%r`` (the status query), or of the
+    shorter ``--format=%i|%T|%r`` (ids taken apart from ``%i``)."""
     rows = []
     for line in text.splitlines():
         parts = [p.strip() for p in line.strip().split("|", 5)]
-        if len(parts) < 6 or not parts[2].isdigit():
+        if len(parts) == 6 and parts[2].isdigit():
+            raw, _own, job_id, task, state, reason = parts
+            task_no = int(task) if task.isdigit() else None
+        elif len(parts) == 3 and _split_id(parts[0]) is not None:
+            raw, state, reason = parts
+            job_id, task_no = _split_id(raw)  # type: ignore[misc]
+        else:
             continue
-        raw, _own, array_id, task, state, reason = parts
-        rows.append(JobRow(job_id=array_id, task=int(task) if task.isdigit() else None,
-                           state=native_state(state), reason=clean_reason(reason), raw=raw))
+        rows.append(JobRow(job_id=job_id, task=task_no, state=native_state(state),
+                           reason=clean_reason(reason), raw=raw))
     return rows
 
 
