@@ -90,18 +90,27 @@ class Serializer:
 _by_value_lock = threading.Lock()
 
 
-def _pickled_by_value(fn: Any) -> Any:
-    """Modules of user code (not installed packages) are pickled by value, so the remote needs
-    neither the module nor its path."""
-    import cloudpickle
-
+def _user_module(fn: Any) -> types.ModuleType | None:
+    """The module ``fn`` comes from when it is user code (a file that is not the standard library,
+    an installed package or clustrix itself); None otherwise."""
     module = sys.modules.get(getattr(fn, "__module__", "") or "")
     if module is None or module.__name__ == "__main__" or not getattr(module, "__file__", None):
         return None
     path = str(module.__file__)
     if "site-packages" in path or "dist-packages" in path or path.startswith(sys.base_prefix):
         return None
-    if module.__name__.split(".")[0] in ("clustrix_core",):
+    if module.__name__.split(".")[0] == "clustrix_core":
+        return None
+    return module
+
+
+def _pickled_by_value(fn: Any) -> Any:
+    """Modules of user code (not installed packages) are pickled by value, so the remote needs
+    neither the module nor its path."""
+    import cloudpickle
+
+    module = _user_module(fn)
+    if module is None:
         return None
     try:
         cloudpickle.register_pickle_by_value(module)
@@ -266,6 +275,22 @@ class SourceSerializer(Serializer):
 
     def build(self, fn: Callable[..., Any]) -> dict[str, Any]:
         fn = inspect.unwrap(fn)
+        module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+        by_reference = not isinstance(fn, types.FunctionType) or (
+            module not in (None, "__main__") and _user_module(fn) is None
+        )
+        if (
+            by_reference
+            and module
+            and qualname
+            and "<" not in qualname
+            and _resolves(module, qualname, fn)
+        ):
+            # a builtin or a function of an installed module: the remote imports it
+            top, _, rest = qualname.partition(".")
+            source = f"from {module} import {top} as __clustrix_ref__\n"
+            source += f"__clustrix_fn__ = __clustrix_ref__{'.' + rest if rest else ''}\n"
+            return {"name": "__clustrix_fn__", "source": source, "constants": {}, "defaults": {}}
         if not isinstance(fn, types.FunctionType):
             raise SerializationError(
                 f"the source strategy ships Python functions, not {type(fn).__name__} {fn!r}"

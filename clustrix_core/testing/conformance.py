@@ -10,8 +10,7 @@ Example::
         profile = "mysched"
 
         @pytest.fixture(scope="class")
-        @classmethod
-        def cluster_config(cls):
+        def cluster_config(self):
             return start_cluster("tests/clusters/mysched/up")
 
 Every test runs real jobs against the cluster the profile reaches. Functions shipped by the tests
@@ -53,8 +52,8 @@ class _Base:
     overrides: dict[str, Any] = {}
 
     @pytest.fixture(scope="class")
-    @classmethod
-    def cluster_config(cls) -> Path:
+    def cluster_config(self) -> Path:
+        cls = type(self)
         raise NotImplementedError(
             f"{cls.__name__}: override the class-scoped fixture cluster_config; it returns the path of a "
             f"clustrix config file that has the profile {cls.profile!r}")

@@ -12,6 +12,5 @@ class TestSpoolConformance(SchedulerConformance):
     profile = "spool"
 
     @pytest.fixture(scope="class")
-    @classmethod
-    def cluster_config(cls, spool_config: Path) -> Path:
+    def cluster_config(self, spool_config: Path) -> Path:
         return spool_config
