@@ -366,6 +366,10 @@ class ClusterExecutor(cf.Executor):
             len(tasks),
             ",".join(record.native_ids),
         )
+        return self._track(job)
+
+    def _track(self, job: _Job) -> _Job:
+        """Hand a submitted job to the monitor thread (started on first use)."""
         with self._lock:
             self._jobs.append(job)
             if self._monitor is None:
@@ -398,15 +402,7 @@ class ClusterExecutor(cf.Executor):
             raise ClustrixError(
                 f"job {record.job_id} was never accepted by the scheduler ({record.state}: {record.reason})"
             )
-        with self._lock:
-            self._jobs.append(job)
-            if self._monitor is None:
-                self._monitor = threading.Thread(
-                    target=self._watch, name="clustrix-monitor", daemon=True
-                )
-                self._monitor.start()
-        self._wakeup.set()
-        return job
+        return self._track(job)
 
     def _cancel_future(self, fut: ClusterFuture) -> None:
         job = fut.job
