@@ -41,7 +41,9 @@ def test_map_is_one_array_chunked_and_in_order(make_executor: Make, profile: str
         lines = qacct(record.native_ids[0]).splitlines()
         return sorted(int(line.split()[1]) for line in lines if line.startswith("taskid"))
 
-    wait_for(lambda: accounted() == list(range(1, 9)), timeout=30)  # results can beat the accounting
+    wait_for(
+        lambda: accounted() == list(range(1, 9)), timeout=30
+    )  # results can beat the accounting
 
 
 def test_map_without_chunksize_is_sized_by_the_queue_slots(make_executor: Make) -> None:
@@ -129,12 +131,19 @@ def test_cancelling_a_map_deletes_the_whole_array(make_executor: Make) -> None:
     assert all(f.cancelled() for f in futures)
 
 
-@pytest.mark.parametrize(("directive", "reason"), [
-    ("-wd /nonexistent/clustrix-wd", "can't chdir to /nonexistent/clustrix-wd"),
-    ("-o /nonexistent/clustrix-dir/out", "can't open output file \"/nonexistent/clustrix-dir/out\""),
-])
-def test_eqw_job_fails_with_sge_reason_and_is_deleted(make_executor: Make, profile: str, directive: str,
-                                                      reason: str) -> None:
+@pytest.mark.parametrize(
+    ("directive", "reason"),
+    [
+        ("-wd /nonexistent/clustrix-wd", "can't chdir to /nonexistent/clustrix-wd"),
+        (
+            "-o /nonexistent/clustrix-dir/out",
+            'can\'t open output file "/nonexistent/clustrix-dir/out"',
+        ),
+    ],
+)
+def test_eqw_job_fails_with_sge_reason_and_is_deleted(
+    make_executor: Make, profile: str, directive: str, reason: str
+) -> None:
     ex = make_executor(profile, directives=[directive])
     start = time.monotonic()
     fut = ex.submit(abs, -1)
@@ -153,7 +162,9 @@ def _die() -> None:
     _os.kill(_os.getpid(), _signal.SIGKILL)
 
 
-def _lagging_qacct(ex: ClusterExecutor, monkeypatch: pytest.MonkeyPatch, lag: float) -> dict[str, Any]:
+def _lagging_qacct(
+    ex: ClusterExecutor, monkeypatch: pytest.MonkeyPatch, lag: float
+) -> dict[str, Any]:
     """Make ``qacct`` answer "not found" for ``lag`` seconds after it is first asked (as on a site
     with a long accounting_flush_time). Returns counters."""
     transport = ex.backend.transport
@@ -165,28 +176,37 @@ def _lagging_qacct(ex: ClusterExecutor, monkeypatch: pytest.MonkeyPatch, lag: fl
             seen["calls"] += 1
             seen["first"] = seen["first"] or time.monotonic()
             if time.monotonic() - seen["first"] < lag:
-                return CommandResult(argv=tuple(argv), returncode=1, stdout="",
-                                     stderr=f"error: job id {argv[-1]} not found\n")
+                return CommandResult(
+                    argv=tuple(argv),
+                    returncode=1,
+                    stdout="",
+                    stderr=f"error: job id {argv[-1]} not found\n",
+                )
         return original(argv, **kwargs)
 
     monkeypatch.setattr(transport, "run", run)
     return seen
 
 
-def test_accounting_lag_is_not_a_false_failure(make_executor: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_accounting_lag_is_not_a_false_failure(
+    make_executor: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ex = make_executor("sge", accounting_wait=30)
     seen = _lagging_qacct(ex, monkeypatch, lag=4.0)
     fut = ex.submit(_die)
     with pytest.raises(JobFailedError) as info:
         fut.result(timeout=TIMEOUT)
-    assert info.value.state == "CANCELLED", info.value  # what qacct said once it caught up, not LOST
+    assert info.value.state == "CANCELLED", (
+        info.value
+    )  # what qacct said once it caught up, not LOST
     assert "SIGKILL" in str(info.value)
     assert time.monotonic() - seen["first"] >= 4.0
     assert seen["calls"] < 30  # the executor backs off while it waits
 
 
-def test_job_unknown_to_accounting_is_lost_after_accounting_wait(make_executor: Make,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_job_unknown_to_accounting_is_lost_after_accounting_wait(
+    make_executor: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ex = make_executor("sge", accounting_wait=2)
     seen = _lagging_qacct(ex, monkeypatch, lag=3600)
     fut = ex.submit(_die)
@@ -196,7 +216,9 @@ def test_job_unknown_to_accounting_is_lost_after_accounting_wait(make_executor: 
     assert time.monotonic() - seen["first"] >= 2.0
 
 
-def test_results_do_not_wait_for_accounting(make_executor: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_results_do_not_wait_for_accounting(
+    make_executor: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ex = make_executor("sge", accounting_wait=600)
     _lagging_qacct(ex, monkeypatch, lag=3600)
     start = time.monotonic()
@@ -214,7 +236,9 @@ def test_resources_reach_grid_engine(make_executor: Make, profile: str) -> None:
 
     fut = ex.submit(job_env)
     assert fut.result(timeout=TIMEOUT) == ("2", "smp", "x y")
-    category = wait_for(lambda: [line for line in qacct(fut.native_id).splitlines() if line.startswith("category")])
+    category = wait_for(
+        lambda: [line for line in qacct(fut.native_id).splitlines() if line.startswith("category")]
+    )
     assert "h_rt=600" in category[0] and "h_vmem=512M" in category[0]
     assert "-q all.q" in category[0] and "-pe smp 2" in category[0]
 
@@ -253,5 +277,7 @@ def test_status_states_seen_while_running(make_executor: Make) -> None:
     [status] = sched.statuses(fut.job.submissions).values()
     assert status.state is JobState.RUNNING
     fut.cancel()
-    final = wait_for(lambda: [s for s in sched.statuses(fut.job.submissions).values() if s.state.final])
+    final = wait_for(
+        lambda: [s for s in sched.statuses(fut.job.submissions).values() if s.state.final]
+    )
     assert final[0].state is JobState.CANCELLED

@@ -62,7 +62,12 @@ def test_qstat_xml_snapshot() -> None:
     for e in entries:
         by_id.setdefault(e.job_id, []).append(e)
     assert [(e.task, e.state) for e in by_id["60"]] == [(None, "r")]
-    assert sorted((e.task, e.state) for e in by_id["61"]) == [(1, "r"), (2, "r"), (3, "qw"), (4, "qw")]
+    assert sorted((e.task, e.state) for e in by_id["61"]) == [
+        (1, "r"),
+        (2, "r"),
+        (3, "qw"),
+        (4, "qw"),
+    ]
     assert [e.state for e in by_id["58"]] == ["Eqw"]
     assert [e.state for e in by_id["59"]] == ["Eqw"]
     assert [e.state for e in by_id["62"]] == ["qw"]
@@ -94,15 +99,30 @@ def test_every_captured_state_maps_to_a_core_state() -> None:
     states = {e.state for e in parse_qstat_xml(data("qstat_xml.txt"))}
     assert states == {"r", "qw", "Eqw", "hqw"}
     assert {s: sched.map_state(s) for s in states} == {
-        "r": JobState.RUNNING, "qw": JobState.PENDING, "Eqw": JobState.ERROR, "hqw": JobState.HELD}
+        "r": JobState.RUNNING,
+        "qw": JobState.PENDING,
+        "Eqw": JobState.ERROR,
+        "hqw": JobState.HELD,
+    }
 
 
-@pytest.mark.parametrize(("native", "state"), [
-    ("t", JobState.RUNNING), ("Rr", JobState.RUNNING), ("s", JobState.SUSPENDED), ("S", JobState.SUSPENDED),
-    ("dr", JobState.COMPLETING), ("dt", JobState.COMPLETING), ("Rq", JobState.PENDING),
-    ("hRwq", JobState.HELD), ("Ehqw", JobState.ERROR), ("dRs", JobState.COMPLETING),
-    ("Tr", JobState.SUSPENDED), ("qw", JobState.PENDING),
-])
+@pytest.mark.parametrize(
+    ("native", "state"),
+    [
+        ("t", JobState.RUNNING),
+        ("Rr", JobState.RUNNING),
+        ("s", JobState.SUSPENDED),
+        ("S", JobState.SUSPENDED),
+        ("dr", JobState.COMPLETING),
+        ("dt", JobState.COMPLETING),
+        ("Rq", JobState.PENDING),
+        ("hRwq", JobState.HELD),
+        ("Ehqw", JobState.ERROR),
+        ("dRs", JobState.COMPLETING),
+        ("Tr", JobState.SUSPENDED),
+        ("qw", JobState.PENDING),
+    ],
+)
 def test_documented_and_combined_states(native: str, state: JobState) -> None:
     sched, _ = scheduler({})
     assert sched.map_state(native) is state
@@ -113,23 +133,43 @@ def test_documented_and_combined_states(native: str, state: JobState) -> None:
 
 def test_eqw_reasons() -> None:
     assert parse_error_reasons(data("qstat_j_eqw.txt")) == {
-        1: 'error: can\'t open output file "/nonexistent/dir/out": No such file or directory'}
+        1: 'error: can\'t open output file "/nonexistent/dir/out": No such file or directory'
+    }
     assert parse_error_reasons(data("qstat_j_eqw_wd.txt")) == {
-        1: "error: can't chdir to /nonexistent/wd: No such file or directory"}
-    for name in ("qstat_j_running.txt", "qstat_j_array.txt", "qstat_j_pending.txt", "qstat_j_held.txt"):
+        1: "error: can't chdir to /nonexistent/wd: No such file or directory"
+    }
+    for name in (
+        "qstat_j_running.txt",
+        "qstat_j_array.txt",
+        "qstat_j_pending.txt",
+        "qstat_j_held.txt",
+    ):
         assert parse_error_reasons(data(name)) == {}
 
 
 # ------------------------------------------------------------------ qacct -j
 
 
-@pytest.mark.parametrize(("name", "state", "exit_status", "words"), [
-    ("qacct_j_ok.txt", JobState.COMPLETED, 0, ""),
-    ("qacct_j_exit3.txt", JobState.FAILED, 3, "exit status 3"),
-    ("qacct_j_h_rt.txt", JobState.TIMEOUT, 137, "time limit (h_rt)"),
-    ("qacct_j_qdel_running.txt", JobState.CANCELLED, 137, "killed by qdel or a signal (SIGKILL)"),
-    ("qacct_j_eqw.txt", JobState.FAILED, 0, "could not start the job; qacct: failed 26 (opening input/output file)"),
-])
+@pytest.mark.parametrize(
+    ("name", "state", "exit_status", "words"),
+    [
+        ("qacct_j_ok.txt", JobState.COMPLETED, 0, ""),
+        ("qacct_j_exit3.txt", JobState.FAILED, 3, "exit status 3"),
+        ("qacct_j_h_rt.txt", JobState.TIMEOUT, 137, "time limit (h_rt)"),
+        (
+            "qacct_j_qdel_running.txt",
+            JobState.CANCELLED,
+            137,
+            "killed by qdel or a signal (SIGKILL)",
+        ),
+        (
+            "qacct_j_eqw.txt",
+            JobState.FAILED,
+            0,
+            "could not start the job; qacct: failed 26 (opening input/output file)",
+        ),
+    ],
+)
 def test_qacct_records(name: str, state: JobState, exit_status: int, words: str) -> None:
     [rec] = parse_qacct(data(name))
     assert rec.task is None
@@ -141,7 +181,9 @@ def test_qacct_records(name: str, state: JobState, exit_status: int, words: str)
 
 def test_qacct_array_records() -> None:
     recs = parse_qacct(data("qacct_j_array.txt"))
-    assert [(r.job_id, r.task, r.failed, r.exit_status) for r in recs] == [("53", t, 0, 0) for t in (1, 2, 3, 4)]
+    assert [(r.job_id, r.task, r.failed, r.exit_status) for r in recs] == [
+        ("53", t, 0, 0) for t in (1, 2, 3, 4)
+    ]
     killed = parse_qacct(data("qacct_j_array_qdel.txt"))
     assert [(r.task, r.failed, r.exit_status) for r in killed] == [(1, 100, 137), (2, 100, 137)]
 
@@ -164,7 +206,12 @@ def test_statuses_one_qstat_for_all_jobs() -> None:
     assert transport.calls == [["qstat", "-xml"]]
     assert out["60"].state is JobState.RUNNING
     assert out["61"].state is JobState.RUNNING
-    assert out["61"].tasks == {0: JobState.RUNNING, 1: JobState.RUNNING, 2: JobState.PENDING, 3: JobState.PENDING}
+    assert out["61"].tasks == {
+        0: JobState.RUNNING,
+        1: JobState.RUNNING,
+        2: JobState.PENDING,
+        3: JobState.PENDING,
+    }
     assert out["62"].state is JobState.PENDING
     assert out["63"].state is JobState.HELD
 
@@ -173,10 +220,12 @@ def test_eqw_job_reports_sge_reason_and_is_deleted() -> None:
     def qstat(argv: list[str]) -> tuple[int, str, str]:
         return answer("qstat_j_eqw.txt") if "-j" in argv else answer("qstat_xml.txt")
 
-    sched, transport = scheduler({"qstat": qstat, "qdel": answer("qdel_several.txt"), "qacct": answer("qacct_j_eqw.txt")})
+    sched, transport = scheduler(
+        {"qstat": qstat, "qdel": answer("qdel_several.txt"), "qacct": answer("qacct_j_eqw.txt")}
+    )
     status = sched.statuses([sub("58")])["58"]
     assert status.state is JobState.ERROR and status.state.final
-    assert "can't open output file \"/nonexistent/dir/out\"" in status.reason
+    assert 'can\'t open output file "/nonexistent/dir/out"' in status.reason
     assert transport.commands("qstat") == [["qstat", "-xml"], ["qstat", "-j", "58"]]
     assert transport.commands("qdel") == [["qdel", "58"]]
     # the final state is remembered: no more queries, and the ERROR (not qacct's view) stays
@@ -186,22 +235,47 @@ def test_eqw_job_reports_sge_reason_and_is_deleted() -> None:
 
 
 def test_finished_jobs_from_qacct() -> None:
-    by_id = {"52": "qacct_j_ok.txt", "54": "qacct_j_exit3.txt", "56": "qacct_j_h_rt.txt",
-             "60": "qacct_j_qdel_running.txt", "53": "qacct_j_array.txt", "61": "qacct_j_array_qdel.txt"}
+    by_id = {
+        "52": "qacct_j_ok.txt",
+        "54": "qacct_j_exit3.txt",
+        "56": "qacct_j_h_rt.txt",
+        "60": "qacct_j_qdel_running.txt",
+        "53": "qacct_j_array.txt",
+        "61": "qacct_j_array_qdel.txt",
+    }
 
     def qacct(argv: list[str]) -> tuple[int, str, str]:
         return answer(by_id[argv[-1]])
 
     sched, transport = scheduler({"qstat": answer("qstat_xml_empty.txt"), "qacct": qacct})
-    subs = [sub("52"), sub("54"), sub("56"), sub("60"), sub("53", count=4), sub("61", count=4, first=8)]
+    subs = [
+        sub("52"),
+        sub("54"),
+        sub("56"),
+        sub("60"),
+        sub("53", count=4),
+        sub("61", count=4, first=8),
+    ]
     out = sched.statuses(subs)
     assert {k: v.state for k, v in out.items()} == {
-        "52": JobState.COMPLETED, "54": JobState.FAILED, "56": JobState.TIMEOUT, "60": JobState.CANCELLED,
-        "53": JobState.COMPLETED, "61": JobState.CANCELLED}
+        "52": JobState.COMPLETED,
+        "54": JobState.FAILED,
+        "56": JobState.TIMEOUT,
+        "60": JobState.CANCELLED,
+        "53": JobState.COMPLETED,
+        "61": JobState.CANCELLED,
+    }
     assert out["54"].exit_code == 3
-    assert out["53"].tasks == {0: JobState.COMPLETED, 1: JobState.COMPLETED, 2: JobState.COMPLETED,
-                               3: JobState.COMPLETED}
-    assert out["61"].tasks == {8: JobState.CANCELLED, 9: JobState.CANCELLED}  # tasks 3, 4 never started
+    assert out["53"].tasks == {
+        0: JobState.COMPLETED,
+        1: JobState.COMPLETED,
+        2: JobState.COMPLETED,
+        3: JobState.COMPLETED,
+    }
+    assert out["61"].tasks == {
+        8: JobState.CANCELLED,
+        9: JobState.CANCELLED,
+    }  # tasks 3, 4 never started
     assert len(transport.commands("qstat")) == 1
     assert len(transport.commands("qacct")) == 6
     sched.statuses(subs)  # all final now: remembered, nothing asked again
@@ -237,7 +311,9 @@ def test_reused_job_number_takes_the_latest_record() -> None:
 
 
 def test_qstat_failure_raises_so_the_executor_retries() -> None:
-    sched, _ = scheduler({"qstat": (1, "", "error: unable to contact qmaster using port 6444 on host \"vm\"")})
+    sched, _ = scheduler(
+        {"qstat": (1, "", 'error: unable to contact qmaster using port 6444 on host "vm"')}
+    )
     with pytest.raises(Exception, match="unable to contact qmaster"):
         sched.statuses([sub("1")])
 

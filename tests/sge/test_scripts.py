@@ -23,9 +23,15 @@ from .conftest import GOLDEN
 JOB_DIR = "/home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd"
 
 FULL = {
-    "cores": 4, "memory": "8GB", "time": "1d2h", "queue": "long.q", "account": "proj-42",
-    "max_parallel": 5, "env": {"OMP_NUM_THREADS": "4", "GREETING": "it's a 'test' $HOME"},
-    "modules": ["gcc/12.2"], "setup": ["source ~/venvs/fit/bin/activate", "ulimit -c 0"],
+    "cores": 4,
+    "memory": "8GB",
+    "time": "1d2h",
+    "queue": "long.q",
+    "account": "proj-42",
+    "max_parallel": 5,
+    "env": {"OMP_NUM_THREADS": "4", "GREETING": "it's a 'test' $HOME"},
+    "modules": ["gcc/12.2"],
+    "setup": ["source ~/venvs/fit/bin/activate", "ulimit -c 0"],
     "directives": ["-l arch=lx-amd64", "#$ -m a", "-M alice@example.org"],
 }
 
@@ -36,8 +42,17 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "full_single": (FULL, {"ntasks": 1}),
     "full_array": (FULL, {"ntasks": 40}),
     "split_array_second_chunk": ({"time": 90}, {"ntasks": 100000, "first": 75000, "count": 25000}),
-    "site_complexes": ({"cores": 2, "memory": "3GiB", "gpus": 1, "pe": "mpi", "memory_resource": "mem_free",
-                        "gpu_resource": "gpu"}, {"ntasks": 1}),
+    "site_complexes": (
+        {
+            "cores": 2,
+            "memory": "3GiB",
+            "gpus": 1,
+            "pe": "mpi",
+            "memory_resource": "mem_free",
+            "gpu_resource": "gpu",
+        },
+        {"ntasks": 1},
+    ),
 }
 
 
@@ -49,15 +64,25 @@ def make(values: dict[str, Any]) -> SgeScheduler:
 
 
 def job_for(sched: SgeScheduler, ntasks: int, job_dir: str = JOB_DIR) -> JobSpec:
-    return JobSpec(job_id="20260101-120000-0a1b2c3d", name="clustrix-fit", job_dir=job_dir, ntasks=ntasks,
-                   python="/usr/bin/python3", profile=sched.profile)
+    return JobSpec(
+        job_id="20260101-120000-0a1b2c3d",
+        name="clustrix-fit",
+        job_dir=job_dir,
+        ntasks=ntasks,
+        python="/usr/bin/python3",
+        profile=sched.profile,
+    )
 
 
 def render(values: dict[str, Any], args: dict[str, Any]) -> str:
     sched = make(values)
     ntasks = args["ntasks"]
-    return sched.render_script(job_for(sched, ntasks), first=args.get("first", 0),
-                               count=args.get("count", ntasks), array=ntasks > 1)
+    return sched.render_script(
+        job_for(sched, ntasks),
+        first=args.get("first", 0),
+        count=args.get("count", ntasks),
+        array=ntasks > 1,
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -82,12 +107,19 @@ def test_scripts_are_valid_bash(tmp_path: Path) -> None:
 def test_array_task_numbers_map_to_clustrix_tasks(tmp_path: Path) -> None:
     """SGE numbers array tasks from 1; the script turns SGE_TASK_ID into clustrix's task number
     (from 0, offset by the chunk's first task)."""
-    for args, sge_task, expected in (({"ntasks": 25}, 1, 0), ({"ntasks": 25}, 25, 24),
-                                     ({"ntasks": 100000, "first": 75000, "count": 25000}, 1, 75000)):
+    for args, sge_task, expected in (
+        ({"ntasks": 25}, 1, 0),
+        ({"ntasks": 25}, 25, 24),
+        ({"ntasks": 100000, "first": 75000, "count": 25000}, 1, 75000),
+    ):
         script = render({}, args)
         task_line = next(line for line in script.splitlines() if line.startswith("TASK="))
-        out = subprocess.run(["bash", "-c", f"{task_line}; echo $TASK"], capture_output=True, text=True,
-                             env={"SGE_TASK_ID": str(sge_task), "PATH": os.environ["PATH"]}).stdout
+        out = subprocess.run(
+            ["bash", "-c", f"{task_line}; echo $TASK"],
+            capture_output=True,
+            text=True,
+            env={"SGE_TASK_ID": str(sge_task), "PATH": os.environ["PATH"]},
+        ).stdout
         assert out.strip() == str(expected)
 
 
@@ -110,14 +142,19 @@ def test_memory_is_per_slot_and_time_is_hms() -> None:
 
 def test_job_name_never_starts_with_a_digit() -> None:
     sched = make({})
-    job = JobSpec(job_id="x", name="2fit", job_dir=JOB_DIR, ntasks=1, python="python3", profile=sched.profile)
+    job = JobSpec(
+        job_id="x", name="2fit", job_dir=JOB_DIR, ntasks=1, python="python3", profile=sched.profile
+    )
     assert "#$ -N j2fit" in sched.render_script(job)
 
 
 def test_submit_argv_and_terse_output() -> None:
     sched = make({})
-    assert sched.submit_argv("/d/job.0.sh", job_for(sched, 1), first=0, count=1, array=False) == \
-        ["qsub", "-terse", "/d/job.0.sh"]
+    assert sched.submit_argv("/d/job.0.sh", job_for(sched, 1), first=0, count=1, array=False) == [
+        "qsub",
+        "-terse",
+        "/d/job.0.sh",
+    ]
     ok = CommandResult(argv=("qsub",), returncode=0, stdout="4711.1-25:1\n", stderr="")
     assert sched.parse_submit(ok) == "4711"
     assert sched.cancel_argv(["1", "2"]) == ["qdel", "1", "2"]
@@ -127,33 +164,44 @@ def test_submit_argv_and_terse_output() -> None:
 def test_submission_splits_at_max_aj_tasks(tmp_path: Path) -> None:
     """A map larger than the cluster's max_aj_tasks becomes several arrays (qconf -sconf is read once)."""
     ids = iter(["101.1-3:1", "102.1-3:1", "103.1-1:1"])
-    transport = RecordingTransport(answers={
-        "qconf": (0, "max_aj_instances             2000\nmax_aj_tasks                 3\n", ""),
-        "qsub": lambda argv: (0, next(ids) + "\n", ""),
-    })
+    transport = RecordingTransport(
+        answers={
+            "qconf": (0, "max_aj_instances             2000\nmax_aj_tasks                 3\n", ""),
+            "qsub": lambda argv: (0, next(ids) + "\n", ""),
+        }
+    )
     profile = build_profile("p", {"scheduler": "sge"}, plugin_options=OPTIONS)
     sched = SgeScheduler(profile=profile, transport=transport)
-    job = JobSpec(job_id="j", name="f", job_dir=str(tmp_path), ntasks=7, python="python3", profile=profile)
+    job = JobSpec(
+        job_id="j", name="f", job_dir=str(tmp_path), ntasks=7, python="python3", profile=profile
+    )
     subs = sched.submit(job)
-    assert [(s.native_id, s.first, s.count) for s in subs] == [("101", 0, 3), ("102", 3, 3), ("103", 6, 1)]
+    assert [(s.native_id, s.first, s.count) for s in subs] == [
+        ("101", 0, 3),
+        ("102", 3, 3),
+        ("103", 6, 1),
+    ]
     assert len(transport.commands("qconf")) == 1
     third = (tmp_path / "job.2.sh").read_text()
     assert "#$ -t 1-1" in third and "TASK=$(( ${SGE_TASK_ID} + 5 ))" in third
 
 
-@pytest.mark.parametrize(("values", "match"), [
-    ({"partition": "short"}, "queue= instead"),
-    ({"qos": "high"}, "no meaning for Grid Engine"),
-    ({"gpus": 1}, "gpu_resource"),
-    ({"nodes": 2}, "allocation rule"),
-    ({"pe": "smp 4"}, "pe="),
-    ({"memory_resource": "h_vmem=1G"}, "memory_resource="),
-    ({"work_dir": "/home/bob smith/jobs"}, "spaces, commas or colons"),
-    ({"accounting_wait": "soon"}, "accounting_wait"),
-    ({"queue": "all.q -l x"}, "queue="),
-    ({"directives": ["#SBATCH --exclusive"]}, "#\\$"),
-    ({"directives": ["-l a=1\n-l b=2"]}, "several lines"),
-])
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [
+        ({"partition": "short"}, "queue= instead"),
+        ({"qos": "high"}, "no meaning for Grid Engine"),
+        ({"gpus": 1}, "gpu_resource"),
+        ({"nodes": 2}, "allocation rule"),
+        ({"pe": "smp 4"}, "pe="),
+        ({"memory_resource": "h_vmem=1G"}, "memory_resource="),
+        ({"work_dir": "/home/bob smith/jobs"}, "spaces, commas or colons"),
+        ({"accounting_wait": "soon"}, "accounting_wait"),
+        ({"queue": "all.q -l x"}, "queue="),
+        ({"directives": ["#SBATCH --exclusive"]}, "#\\$"),
+        ({"directives": ["-l a=1\n-l b=2"]}, "several lines"),
+    ],
+)
 def test_bad_profiles_rejected(values: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         make(values)

@@ -54,7 +54,9 @@ def parse_qstat_xml(text: str) -> list[QueueEntry]:
         if not number:
             continue
         if tasks:
-            entries.extend(QueueEntry(job_id=number, task=t, state=state) for t in expand_tasks(tasks))
+            entries.extend(
+                QueueEntry(job_id=number, task=t, state=state) for t in expand_tasks(tasks)
+            )
         else:
             entries.append(QueueEntry(job_id=number, task=None, state=state))
     return entries
@@ -72,8 +74,9 @@ def parse_error_reasons(text: str) -> dict[int, str]:
         m = _ERROR_REASON_RE.match(line.strip())
         if m:
             # drop the "MM/DD/YYYY HH:MM:SS [uid:pid]: " prefix before the message
-            reasons[int(m.group(1))] = re.sub(r"^\d\d/\d\d/\d{4} \d\d:\d\d:\d\d \[[\d:]+\]:\s*", "",
-                                              m.group(2).strip())
+            reasons[int(m.group(1))] = re.sub(
+                r"^\d\d/\d\d/\d{4} \d\d:\d\d:\d\d \[[\d:]+\]:\s*", "", m.group(2).strip()
+            )
     return reasons
 
 
@@ -105,34 +108,71 @@ def parse_qacct(text: str) -> list[AccountingRecord]:
         code, _, failed_text = failed_raw.partition(":")
         task = fields.get("taskid", "undefined")
         exit_raw = fields.get("exit_status", "0").split()
-        records.append(AccountingRecord(
-            job_id=fields["jobnumber"],
-            task=int(task) if task.isdigit() else None,
-            failed=int(code.strip() or 0),
-            failed_text=failed_text.strip(),
-            exit_status=int(exit_raw[0]) if exit_raw and exit_raw[0].lstrip("-").isdigit() else 0,
-            fields=fields,
-        ))
+        records.append(
+            AccountingRecord(
+                job_id=fields["jobnumber"],
+                task=int(task) if task.isdigit() else None,
+                failed=int(code.strip() or 0),
+                failed_text=failed_text.strip(),
+                exit_status=int(exit_raw[0])
+                if exit_raw and exit_raw[0].lstrip("-").isdigit()
+                else 0,
+                fields=fields,
+            )
+        )
     return records
 
 
 # ``failed`` codes of the shepherd/qmaster (sge_reportP.h / "qacct failed" in the man pages).
 FAILED_TIMEOUT = 37  # qmaster enforced h_rt, h_cpu, or h_vmem limit
 FAILED_KILLED = 100  # assumedly after job: killed by qdel or a signal
-_FAILED_BEFORE_START = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
-                        26, 27, 28, 29, 36, 38}
+_FAILED_BEFORE_START = {
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    12,
+    13,
+    14,
+    15,
+    16,
+    17,
+    18,
+    19,
+    20,
+    21,
+    26,
+    27,
+    28,
+    29,
+    36,
+    38,
+}
 
 
 def record_state(rec: AccountingRecord) -> tuple[JobState, str]:
     """The core state and a reason for one accounting record."""
     if rec.failed == 0 and rec.exit_status == 0:
         return JobState.COMPLETED, ""
-    detail = f"qacct: failed {rec.failed}" + (f" ({rec.failed_text})" if rec.failed_text else "") \
+    detail = (
+        f"qacct: failed {rec.failed}"
+        + (f" ({rec.failed_text})" if rec.failed_text else "")
         + f", exit_status {rec.exit_status}"
+    )
     if rec.failed == FAILED_TIMEOUT:
         return JobState.TIMEOUT, f"time limit (h_rt) exceeded; {detail}"
     if rec.failed == FAILED_KILLED:
-        return JobState.CANCELLED, f"killed by qdel or a signal{_signal_name(rec.exit_status)}; {detail}"
+        return (
+            JobState.CANCELLED,
+            f"killed by qdel or a signal{_signal_name(rec.exit_status)}; {detail}",
+        )
     if rec.failed in _FAILED_BEFORE_START:
         return JobState.FAILED, f"Grid Engine could not start the job; {detail}"
     if rec.failed:

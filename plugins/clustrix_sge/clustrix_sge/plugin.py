@@ -12,5 +12,9 @@ from clustrix_core.plugins import SchedulerSpec
 def clustrix_schedulers() -> Iterator[SchedulerSpec]:
     from .scheduler import OPTIONS, SgeScheduler
 
-    yield SchedulerSpec(name="sge", cls=SgeScheduler, options=OPTIONS,
-                        summary="Grid Engine (SGE, Son of/Univa/Altair GE) via qsub, qstat -xml, qacct, qdel")
+    yield SchedulerSpec(
+        name="sge",
+        cls=SgeScheduler,
+        options=OPTIONS,
+        summary="Grid Engine (SGE, Son of/Univa/Altair GE) via qsub, qstat -xml, qacct, qdel",
+    )

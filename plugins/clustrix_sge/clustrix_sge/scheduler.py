@@ -13,10 +13,23 @@ from typing import Any
 
 from clustrix_core.errors import ConfigError
 from clustrix_core.resources import format_hms, mebibytes
-from clustrix_core.scheduler import BatchScheduler, JobSpec, JobState, JobStatus, QueueEntry, Submission
+from clustrix_core.scheduler import (
+    BatchScheduler,
+    JobSpec,
+    JobState,
+    JobStatus,
+    QueueEntry,
+    Submission,
+)
 from clustrix_core.transport import CommandResult
 
-from .parsers import parse_error_reasons, parse_qacct, parse_qstat_xml, parse_qsub_terse, record_state
+from .parsers import (
+    parse_error_reasons,
+    parse_qacct,
+    parse_qstat_xml,
+    parse_qsub_terse,
+    record_state,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +51,31 @@ class SgeScheduler(BatchScheduler):
     task_var = "SGE_TASK_ID"
     task_base = 1
     STATES = {
-        "qw": JobState.PENDING, "Rq": JobState.PENDING, "Rqw": JobState.PENDING,
-        "hqw": JobState.HELD, "hRwq": JobState.HELD, "hRqw": JobState.HELD,
-        "t": JobState.RUNNING, "r": JobState.RUNNING, "Rr": JobState.RUNNING, "Rt": JobState.RUNNING,
-        "s": JobState.SUSPENDED, "S": JobState.SUSPENDED, "T": JobState.SUSPENDED,
-        "ts": JobState.SUSPENDED, "Rs": JobState.SUSPENDED, "St": JobState.SUSPENDED,
-        "dr": JobState.COMPLETING, "dt": JobState.COMPLETING, "dRr": JobState.COMPLETING,
-        "ds": JobState.COMPLETING, "dqw": JobState.COMPLETING, "dhqw": JobState.COMPLETING,
-        "Eqw": JobState.ERROR, "Ehqw": JobState.ERROR, "EhRqw": JobState.ERROR,
+        "qw": JobState.PENDING,
+        "Rq": JobState.PENDING,
+        "Rqw": JobState.PENDING,
+        "hqw": JobState.HELD,
+        "hRwq": JobState.HELD,
+        "hRqw": JobState.HELD,
+        "t": JobState.RUNNING,
+        "r": JobState.RUNNING,
+        "Rr": JobState.RUNNING,
+        "Rt": JobState.RUNNING,
+        "s": JobState.SUSPENDED,
+        "S": JobState.SUSPENDED,
+        "T": JobState.SUSPENDED,
+        "ts": JobState.SUSPENDED,
+        "Rs": JobState.SUSPENDED,
+        "St": JobState.SUSPENDED,
+        "dr": JobState.COMPLETING,
+        "dt": JobState.COMPLETING,
+        "dRr": JobState.COMPLETING,
+        "ds": JobState.COMPLETING,
+        "dqw": JobState.COMPLETING,
+        "dhqw": JobState.COMPLETING,
+        "Eqw": JobState.ERROR,
+        "Ehqw": JobState.ERROR,
+        "EhRqw": JobState.ERROR,
     }
 
     def __init__(self, **kwargs: Any) -> None:
@@ -67,31 +97,47 @@ class SgeScheduler(BatchScheduler):
                 raise ConfigError(f"{key}={value!r} is not a Grid Engine object name")
         _accounting_wait(opts.get("accounting_wait"))
         if profile.partition:
-            raise ConfigError(f"partition={profile.partition!r}: Grid Engine has queues, not partitions; "
-                              "set queue= instead")
+            raise ConfigError(
+                f"partition={profile.partition!r}: Grid Engine has queues, not partitions; "
+                "set queue= instead"
+            )
         if profile.qos:
-            raise ConfigError(f"qos={profile.qos!r} has no meaning for Grid Engine; use directives= for "
-                              "site-specific requests")
+            raise ConfigError(
+                f"qos={profile.qos!r} has no meaning for Grid Engine; use directives= for "
+                "site-specific requests"
+            )
         if profile.gpus and not opts.get("gpu_resource"):
-            raise ConfigError(f"gpus={profile.gpus}: Grid Engine has no standard GPU request; set the "
-                              "site's GPU complex with gpu_resource= (e.g. 'gpu')")
+            raise ConfigError(
+                f"gpus={profile.gpus}: Grid Engine has no standard GPU request; set the "
+                "site's GPU complex with gpu_resource= (e.g. 'gpu')"
+            )
         if profile.nodes > 1:
-            raise ConfigError(f"nodes={profile.nodes}: Grid Engine places slots by the parallel "
-                              "environment's allocation rule; set pe= to a PE that spans hosts and "
-                              "cores= to the total number of slots")
+            raise ConfigError(
+                f"nodes={profile.nodes}: Grid Engine places slots by the parallel "
+                "environment's allocation rule; set pe= to a PE that spans hosts and "
+                "cores= to the total number of slots"
+            )
         for key in ("queue", "account"):
             value = getattr(profile, key)
             if value is not None and (not value or re.search(r"[\s#]", value)):
-                raise ConfigError(f"{key}={value!r} is not a Grid Engine {key} name (no spaces or '#')")
+                raise ConfigError(
+                    f"{key}={value!r} is not a Grid Engine {key} name (no spaces or '#')"
+                )
         for line in profile.directives:
             if "\n" in line or "\r" in line:
-                raise ConfigError(f"directives: {line!r} spans several lines; give one directive per item")
+                raise ConfigError(
+                    f"directives: {line!r} spans several lines; give one directive per item"
+                )
             if line.startswith("#") and not line.startswith("#$"):
-                raise ConfigError(f"directives: {line!r} starts with '#' but not '#$'; write "
-                                  "'-l name=value' or '#$ -l name=value'")
+                raise ConfigError(
+                    f"directives: {line!r} starts with '#' but not '#$'; write "
+                    "'-l name=value' or '#$ -l name=value'"
+                )
         if _PATH_BAD.search(profile.work_dir):
-            raise ConfigError(f"work_dir={profile.work_dir!r}: Grid Engine's -o/-e/-wd paths cannot "
-                              "contain spaces, commas or colons")
+            raise ConfigError(
+                f"work_dir={profile.work_dir!r}: Grid Engine's -o/-e/-wd paths cannot "
+                "contain spaces, commas or colons"
+            )
 
     # ------------------------------------------------------------ sizing
     def parallelism(self) -> int:
@@ -118,8 +164,13 @@ class SgeScheduler(BatchScheduler):
     def directives(self, job: JobSpec, *, count: int, array: bool) -> list[str]:
         p = self.profile
         name = job.name if job.name[:1].isalpha() else f"j{job.name}"
-        lines = [f"-N {name}", f"-S {self.shell}", f"-wd {job.job_dir}",
-                 f"-o {job.job_dir}/sge.out", f"-e {job.job_dir}/sge.err"]
+        lines = [
+            f"-N {name}",
+            f"-S {self.shell}",
+            f"-wd {job.job_dir}",
+            f"-o {job.job_dir}/sge.out",
+            f"-e {job.job_dir}/sge.err",
+        ]
         if p.cores > 1:
             lines.append(f"-pe {self.option('pe', 'smp')} {p.cores}")
         if p.time:
@@ -139,7 +190,9 @@ class SgeScheduler(BatchScheduler):
                 lines.append(f"-tc {p.max_parallel}")
         return [f"{self.directive_prefix} {line}" for line in lines]
 
-    def submit_argv(self, script_path: str, job: JobSpec, *, first: int, count: int, array: bool) -> list[str]:
+    def submit_argv(
+        self, script_path: str, job: JobSpec, *, first: int, count: int, array: bool
+    ) -> list[str]:
         return ["qsub", "-terse", script_path]
 
     def parse_submit(self, result: CommandResult) -> str:
@@ -159,8 +212,14 @@ class SgeScheduler(BatchScheduler):
         if state is not None:
             return state
         # combinations not in the table, by letter: E(rror) d(eleting) s/S/T(suspended) r/t h(old) w
-        for letters, mapped in (("E", JobState.ERROR), ("d", JobState.COMPLETING), ("sST", JobState.SUSPENDED),
-                                ("rt", JobState.RUNNING), ("h", JobState.HELD), ("qw", JobState.PENDING)):
+        for letters, mapped in (
+            ("E", JobState.ERROR),
+            ("d", JobState.COMPLETING),
+            ("sST", JobState.SUSPENDED),
+            ("rt", JobState.RUNNING),
+            ("h", JobState.HELD),
+            ("qw", JobState.PENDING),
+        ):
             if any(ch in native for ch in letters):
                 return mapped
         return super().map_state(native)
