@@ -97,7 +97,7 @@ def timeout_job(slurm_config: Path, tmp_path_factory: pytest.TempPathFactory) ->
             mp.setenv("CLUSTRIX_CONFIG", str(slurm_config))
             mp.setenv("CLUSTRIX_STATE_DIR", str(tmp_path_factory.mktemp("timeout-state")))
             reset_configuration()
-            ex = ClusterExecutor("slurm", time="1min", cleanup="never")
+            ex = ClusterExecutor("slurm", time="1m", cleanup="never")
             fut = ex.submit(_sleep_forever)
         _early["timeout"] = {"executor": ex, "future": fut, "submitted": time.monotonic()}
     return _early["timeout"]
