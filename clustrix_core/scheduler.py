@@ -164,6 +164,8 @@ class BatchScheduler(Scheduler):
     """The first array index the scheduler uses (SGE: 1)."""
     STATES: Mapping[str, JobState] = {}
     shell = "/bin/bash"
+    lost_reason = "not in the queue, and the scheduler has no record of it"
+    """The reason given for a job that is neither in the queue nor in the accounting."""
 
     def __init__(self, *, profile: Profile, transport: Transport) -> None:
         super().__init__(profile=profile, transport=transport)
@@ -297,7 +299,7 @@ class BatchScheduler(Scheduler):
                     self.cancel([sub])
             else:
                 status = finals.get(sub.native_id) or JobStatus(
-                    state=JobState.LOST, reason="not in the queue, and the scheduler has no record of it")
+                    state=JobState.LOST, reason=self.lost_reason)
             if status.state.final and status.state is not JobState.LOST:
                 self._finals[sub.native_id] = status
             out[sub.native_id] = status
