@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from clustrix_core.errors import JobFailedError
+from clustrix_core.errors import JobFailedError, SubmissionError
 from clustrix_core.executor import ClusterExecutor
 from clustrix_core.scheduler import JobState
 from clustrix_core.transport import CommandResult
@@ -281,3 +281,22 @@ def test_status_states_seen_while_running(make_executor: Make) -> None:
         lambda: [s for s in sched.statuses(fut.job.submissions).values() if s.state.final]
     )
     assert final[0].state is JobState.CANCELLED
+
+
+def test_job_no_queue_can_run_is_refused_at_submission(make_executor: Make, profile: str) -> None:
+    ex = make_executor(profile, cores=16)  # all.q has 8 slots on its one host
+    start = time.monotonic()
+    with pytest.raises(SubmissionError, match="no suitable queues"):
+        ex.submit(abs, -1)
+    assert time.monotonic() - start < 10
+
+
+def test_pending_job_deleted_from_outside_is_lost_with_a_reason(make_executor: Make) -> None:
+    ex = make_executor("sge", cores=16, verify="n", accounting_wait=2)  # pends forever
+    fut = ex.submit(abs, -1)
+    wait_for(lambda: any(s.state is JobState.PENDING for s in fut.job.last_status.values()))
+    subprocess.run(["qdel", fut.native_id], check=True, capture_output=True)
+    with pytest.raises(JobFailedError) as info:
+        fut.result(timeout=TIMEOUT)
+    assert info.value.state == "LOST"
+    assert "deleted (qdel) before it started" in str(info.value)

@@ -46,6 +46,8 @@ def test_qsub_terse() -> None:
     assert parse_qsub_terse(data("qsub_terse.txt")) == "52"
     assert parse_qsub_terse(data("qsub_terse_array.txt")) == "53"
     assert parse_qsub_terse(data("qsub_terse_array_running.txt")) == "61"
+    # a directive given twice (here -w): qsub warns on stdout before the id
+    assert parse_qsub_terse(data("qsub_terse_w_override.txt")) == "412"
 
 
 def test_qsub_without_terse_is_not_mistaken_for_an_id() -> None:

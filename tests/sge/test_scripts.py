@@ -197,6 +197,7 @@ def test_submission_splits_at_max_aj_tasks(tmp_path: Path) -> None:
         ({"memory_resource": "h_vmem=1G"}, "memory_resource="),
         ({"work_dir": "/home/bob smith/jobs"}, "spaces, commas or colons"),
         ({"accounting_wait": "soon"}, "accounting_wait"),
+        ({"verify": "yes"}, "qsub -w level"),
         ({"queue": "all.q -l x"}, "queue="),
         ({"directives": ["#SBATCH --exclusive"]}, "#\\$"),
         ({"directives": ["-l a=1\n-l b=2"]}, "several lines"),
@@ -210,3 +211,8 @@ def test_bad_profiles_rejected(values: dict[str, Any], match: str) -> None:
 def test_unknown_option_names_the_accepted_ones() -> None:
     with pytest.raises(ConfigError, match="memory_resource"):
         build_profile("p", {"scheduler": "sge", "parallel_env": "smp"}, plugin_options=OPTIONS)
+
+
+def test_verify_level() -> None:
+    assert "#$ -w e\n" in render({}, {"ntasks": 1})
+    assert "#$ -w n\n" in render({"verify": "n"}, {"ntasks": 1})

@@ -37,6 +37,8 @@ OPTIONS = {
     "pe": "parallel environment for cores > 1 (-pe PE CORES); default 'smp'",
     "memory_resource": "complex that takes the memory request, per slot (-l NAME=...); default 'h_vmem'",
     "gpu_resource": "complex that takes the GPU request (-l NAME=GPUS), e.g. 'gpu'; no default",
+    "verify": "qsub -w level: 'e' (default) rejects a job no queue could ever run (too many cores, "
+    "an unknown queue or complex) at submission; 'w' only warns, 'n' skips the check",
     "accounting_wait": "seconds a job that left qstat may be missing from qacct before it counts as lost; default 60",
 }
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
@@ -50,6 +52,10 @@ class SgeScheduler(BatchScheduler):
     directive_prefix = "#$"
     task_var = "SGE_TASK_ID"
     task_base = 1
+    lost_reason = (
+        "neither in qstat nor in qacct: deleted (qdel) before it started, which leaves no "
+        "accounting record, or qacct cannot read this cluster's accounting file"
+    )
     STATES = {
         "qw": JobState.PENDING,
         "Rq": JobState.PENDING,
@@ -96,6 +102,10 @@ class SgeScheduler(BatchScheduler):
             if value is not None and (not isinstance(value, str) or not _NAME_RE.match(value)):
                 raise ConfigError(f"{key}={value!r} is not a Grid Engine object name")
         _accounting_wait(opts.get("accounting_wait"))
+        if opts.get("verify", "e") not in ("e", "w", "n", "v", "p"):
+            raise ConfigError(
+                f"verify={opts.get('verify')!r} is not a qsub -w level (e, w, n, v or p)"
+            )
         if profile.partition:
             raise ConfigError(
                 f"partition={profile.partition!r}: Grid Engine has queues, not partitions; "
@@ -170,6 +180,7 @@ class SgeScheduler(BatchScheduler):
             f"-wd {job.job_dir}",
             f"-o {job.job_dir}/sge.out",
             f"-e {job.job_dir}/sge.err",
+            f"-w {self.option('verify', 'e')}",
         ]
         if p.cores > 1:
             lines.append(f"-pe {self.option('pe', 'smp')} {p.cores}")

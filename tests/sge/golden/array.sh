@@ -4,6 +4,7 @@
 #$ -wd /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd
 #$ -o /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd/sge.out
 #$ -e /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd/sge.err
+#$ -w e
 #$ -q all.q
 #$ -t 1-25
 # clustrix job 20260101-120000-0a1b2c3d

@@ -4,6 +4,7 @@
 #$ -wd /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd
 #$ -o /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd/sge.out
 #$ -e /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd/sge.err
+#$ -w e
 #$ -pe smp 4
 #$ -l h_rt=26:00:00
 #$ -l h_vmem=1908M

@@ -4,6 +4,7 @@
 #$ -wd /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd
 #$ -o /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd/sge.out
 #$ -e /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd/sge.err
+#$ -w e
 #$ -l h_rt=00:01:30
 #$ -t 1-25000
 # clustrix job 20260101-120000-0a1b2c3d
