@@ -86,8 +86,10 @@ def floors(profile: Any, repeat: int) -> dict[str, float]:
 
 
 def measure(config: Path, calls: int, repeat: int) -> tuple[dict[str, float], dict[str, Any]]:
+    import tempfile
+
     os.environ["CLUSTRIX_CONFIG"] = str(config)
-    os.environ.setdefault("CLUSTRIX_STATE_DIR", f"/tmp/clustrix-bench-state-{os.getpid()}")
+    os.environ.setdefault("CLUSTRIX_STATE_DIR", tempfile.mkdtemp(prefix="clustrix-bench-state-"))
     from clustrix_core.config import load_profile
     from clustrix_core.executor import ClusterExecutor
 

@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from clustrix_core.config import build_profile
-from clustrix_core.errors import ConfigError
 from clustrix_ssh.endpoint import parse_jump, resolve
 from clustrix_ssh.scheduler import SshScheduler
 from clustrix_ssh.transport import SshTransport
+
+from clustrix_core.config import build_profile
+from clustrix_core.errors import ConfigError
 
 
 def test_registered_through_the_entry_point(clustrix_plugin_manager) -> None:
