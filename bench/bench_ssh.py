@@ -49,7 +49,9 @@ def ms(seconds: float) -> str:
 
 
 def start_server() -> Path:
-    proc = subprocess.run([str(ROOT / "tests/clusters/ssh/up")], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [str(ROOT / "tests/clusters/ssh/up")], capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:
         sys.exit(f"tests/clusters/ssh/up failed:\n{proc.stderr}")
     return Path(proc.stdout.strip().splitlines()[-1])
@@ -59,17 +61,39 @@ def floors(profile: Any, repeat: int) -> dict[str, float]:
     import paramiko
 
     out: dict[str, float] = {}
-    ssh = ["ssh", "-F", "none", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
-           "-o", f"UserKnownHostsFile={profile.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
-           "-i", str(profile.key_file), "-p", str(profile.port), f"{profile.user}@{profile.host}"]
+    ssh = [
+        "ssh",
+        "-F",
+        "none",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        f"UserKnownHostsFile={profile.known_hosts}",
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-i",
+        str(profile.key_file),
+        "-p",
+        str(profile.port),
+        f"{profile.user}@{profile.host}",
+    ]
     out["fresh `ssh host true` (OpenSSH)"] = median_time(
-        lambda: subprocess.run([*ssh, "true"], check=True, capture_output=True), max(3, repeat // 4))
+        lambda: subprocess.run([*ssh, "true"], check=True, capture_output=True), max(3, repeat // 4)
+    )
 
     client = paramiko.SSHClient()
     client.load_host_keys(profile.known_hosts)
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect(profile.host, port=profile.port, username=profile.user, key_filename=profile.key_file,
-                   look_for_keys=False, allow_agent=False)
+    client.connect(
+        profile.host,
+        port=profile.port,
+        username=profile.user,
+        key_filename=profile.key_file,
+        look_for_keys=False,
+        allow_agent=False,
+    )
 
     def exec_(command: str) -> None:
         _, stdout, _ = client.exec_command(command)
@@ -78,9 +102,12 @@ def floors(profile: Any, repeat: int) -> dict[str, float]:
 
     python = profile.python or "python3"
     exec_("true")
-    out["`true`, exec channel on an open paramiko connection"] = median_time(lambda: exec_("true"), repeat)
+    out["`true`, exec channel on an open paramiko connection"] = median_time(
+        lambda: exec_("true"), repeat
+    )
     out["FLOOR: `python -c pass`, exec channel on an open paramiko connection"] = median_time(
-        lambda: exec_(f"{python} -c pass"), repeat)
+        lambda: exec_(f"{python} -c pass"), repeat
+    )
     client.close()
     return out
 
@@ -99,19 +126,24 @@ def measure(config: Path, calls: int, repeat: int) -> tuple[dict[str, float], di
     started = time.perf_counter()
     ex = ClusterExecutor("ssh", cleanup="always")
     assert ex.submit(noop, 1).result(timeout=120) == 1
-    rows["clustrix: first call (connect, probe the remote Python, run)"] = time.perf_counter() - started
+    rows["clustrix: first call (connect, probe the remote Python, run)"] = (
+        time.perf_counter() - started
+    )
     transport = ex.backend.transport
     python = ex.backend.base_python
     transport.run([python, "-c", "pass"])
     rows["`python -c pass` through clustrix-ssh's persistent shell"] = median_time(
-        lambda: transport.run([python, "-c", "pass"]).assert_success(), repeat)
+        lambda: transport.run([python, "-c", "pass"]).assert_success(), repeat
+    )
 
     keep = ClusterExecutor("ssh", cleanup="never")
     fut = keep.submit(noop, 1)
     fut.result(timeout=120)
     job_dir = fut.job.record.job_dir
     rows["runner start-up: `python runner.py` of a trivial job"] = median_time(
-        lambda: transport.run([python, f"{job_dir}/runner.py", job_dir, "0"]).assert_success(), repeat)
+        lambda: transport.run([python, f"{job_dir}/runner.py", job_dir, "0"]).assert_success(),
+        repeat,
+    )
     transport.remove_tree(job_dir)
     keep.shutdown()
 
@@ -127,10 +159,15 @@ def measure(config: Path, calls: int, repeat: int) -> tuple[dict[str, float], di
     started = time.perf_counter()
     futures = [ex.submit(noop, i) for i in range(calls)]
     assert [f.result(timeout=600) for f in futures] == list(range(calls))
-    rows[f"clustrix: the same {calls} calls as {calls} separate submits"] = time.perf_counter() - started
+    rows[f"clustrix: the same {calls} calls as {calls} separate submits"] = (
+        time.perf_counter() - started
+    )
     ex.shutdown()
-    info = {"commands_per_call": per_call_commands, "connects": transport.stats["connects"],
-            "parallelism": ex.backend.scheduler.parallelism()}
+    info = {
+        "commands_per_call": per_call_commands,
+        "connects": transport.stats["connects"],
+        "parallelism": ex.backend.scheduler.parallelism(),
+    }
     return rows, info
 
 
@@ -159,33 +196,69 @@ ORIGINAL_SCRIPT = textwrap.dedent("""
 def original(profile: Any, repeat: int) -> tuple[float | None, str]:
     venv = Path("/tmp/clustrix-bench-original-venv")
     base = sys.executable
-    remote_cp = subprocess.run([profile.python or "python3", "-c", "import cloudpickle; print(cloudpickle.__version__)"],
-                               capture_output=True, text=True).stdout.strip()
+    remote_cp = subprocess.run(
+        [profile.python or "python3", "-c", "import cloudpickle; print(cloudpickle.__version__)"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     pin = f"cloudpickle=={remote_cp}" if remote_cp else "cloudpickle"
     started = time.perf_counter()
     if not (venv / ".ready").exists():
         subprocess.run([base, "-m", "venv", "--clear", str(venv)], check=True)
-        proc = subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                               "clustrix==0.1.1", pin], capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                str(venv / "bin/python"),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "clustrix==0.1.1",
+                pin,
+            ],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             return None, f"pip install clustrix==0.1.1 failed: {proc.stderr.strip()[-300:]}"
         (venv / ".ready").write_text(pin)
     setup = time.perf_counter() - started
     work = f"/tmp/clustrix-bench-original-{os.getpid()}"
-    proc = subprocess.run([str(venv / "bin/python"), "-c", ORIGINAL_SCRIPT, str(profile.host), str(profile.port),
-                           str(profile.user), str(profile.key_file), profile.python or "python3", work, str(repeat)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            str(venv / "bin/python"),
+            "-c",
+            ORIGINAL_SCRIPT,
+            str(profile.host),
+            str(profile.port),
+            str(profile.user),
+            str(profile.key_file),
+            profile.python or "python3",
+            work,
+            str(repeat),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     subprocess.run(["rm", "-rf", work], check=False)
     if proc.returncode != 0:
-        return None, f"failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}"
+        return (
+            None,
+            f"failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}",
+        )
     return float(proc.stdout.strip().splitlines()[-1]), f"(set-up {setup:.0f} s; local {pin})"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--no-original", action="store_true", help="skip the original clustrix 0.1.1")
+    parser.add_argument(
+        "--no-original", action="store_true", help="skip the original clustrix 0.1.1"
+    )
     args = parser.parse_args()
 
     config = start_server()
@@ -201,8 +274,10 @@ def main() -> None:
 
     import platform
 
-    print(f"\nclustrix-ssh benchmark: local Python {platform.python_version()}, {os.cpu_count()} CPUs, "
-          f"test sshd at {load_profile('ssh').host}:{load_profile('ssh').port}, median of {args.repeat}\n")
+    print(
+        f"\nclustrix-ssh benchmark: local Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"test sshd at {load_profile('ssh').host}:{load_profile('ssh').port}, median of {args.repeat}\n"
+    )
     width = max(len(k) for k in rows)
     print(f"| {'what':<{width}} | {'time':>11} |")
     print(f"|{'-' * (width + 2)}|{'-' * 13}|")
@@ -214,11 +289,15 @@ def main() -> None:
     mapped = rows[f"clustrix: {args.calls} calls through map"]
     separate = rows[f"clustrix: the same {args.calls} calls as {args.calls} separate submits"]
     print()
-    print(f"round trip / (floor + runner start-up) = {trip / (floor + runner):.2f}  (target <= 1.5)")
+    print(
+        f"round trip / (floor + runner start-up) = {trip / (floor + runner):.2f}  (target <= 1.5)"
+    )
     print(f"round trip / floor                     = {trip / floor:.2f}")
     print(f"map / separate submits                 = {mapped / separate:.3f}  (target < 0.2)")
-    print(f"commands per warm call: {info['commands_per_call']:.1f}; SSH connections opened: {info['connects']}; "
-          f"map ran {info['parallelism']} tasks at once")
+    print(
+        f"commands per warm call: {info['commands_per_call']:.1f}; SSH connections opened: {info['connects']}; "
+        f"map ran {info['parallelism']} tasks at once"
+    )
     if "original" in notes:
         print(f"original clustrix 0.1.1: {notes['original']}")
     else:

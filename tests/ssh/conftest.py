@@ -112,7 +112,9 @@ class PrivateSshd:
     def stop(self) -> None:
         """Stop the listener and every connection's server side (by PID, never by name)."""
         victims = self.descendants()
-        subprocess.run([str(CLUSTERS / "ssh" / "down")], env=self.env(), check=True, capture_output=True)
+        subprocess.run(
+            [str(CLUSTERS / "ssh" / "down")], env=self.env(), check=True, capture_output=True
+        )
         for pid in victims:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -122,9 +124,16 @@ class PrivateSshd:
     def start(self) -> None:
         """Start the listener again, same port and keys."""
         state = self.state
-        subprocess.run([SSHD, "-f", str(state / "sshd_config"), "-E", str(state / "sshd.log")], check=True)
-        port = int(next(line.split()[1] for line in (state / "sshd_config").read_text().splitlines()
-                        if line.startswith("Port ")))
+        subprocess.run(
+            [SSHD, "-f", str(state / "sshd_config"), "-E", str(state / "sshd.log")], check=True
+        )
+        port = int(
+            next(
+                line.split()[1]
+                for line in (state / "sshd_config").read_text().splitlines()
+                if line.startswith("Port ")
+            )
+        )
         deadline = time.monotonic() + 10
         import socket
 

@@ -28,7 +28,9 @@ def ssh_values() -> dict[str, Any]:
     """The test sshd's settings (profile "ssh") as a dict."""
     from clustrix_core.config import profile_to_dict
 
-    return {k: v for k, v in profile_to_dict(load_profile("ssh")).items() if v not in (None, (), {}, [])}
+    return {
+        k: v for k, v in profile_to_dict(load_profile("ssh")).items() if v not in (None, (), {}, [])
+    }
 
 
 def make_profile(name: str = "t", **values: Any) -> Any:
@@ -59,9 +61,13 @@ def test_executors_share_one_connection(make_executor) -> None:
 def test_ssh_config_host_alias(ssh_config: Path, tmp_path: Path) -> None:
     v = ssh_values()
     config = tmp_path / "ssh_config"
-    config.write_text(f"Host clustrix-alias\n    HostName {v['host']}\n    Port {v['port']}\n"
-                      f"    User {v['user']}\n    IdentityFile {v['key_file']}\n")
-    profile = make_profile(host="clustrix-alias", port=None, user=None, key_file=None, ssh_config=str(config))
+    config.write_text(
+        f"Host clustrix-alias\n    HostName {v['host']}\n    Port {v['port']}\n"
+        f"    User {v['user']}\n    IdentityFile {v['key_file']}\n"
+    )
+    profile = make_profile(
+        host="clustrix-alias", port=None, user=None, key_file=None, ssh_config=str(config)
+    )
     t = SshTransport(profile=profile)
     try:
         assert (t.endpoint.target.hostname, t.endpoint.target.port) == (v["host"], v["port"])
@@ -96,10 +102,14 @@ def test_proxy_jump(ssh_config: Path, tmp_path: Path, how: str) -> None:
         t.close()
 
 
-def test_agent_keys_and_auth_errors(ssh_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_agent_keys_and_auth_errors(
+    ssh_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     v = ssh_values()
     sock = tmp_path / "agent.sock"
-    out = subprocess.run(["ssh-agent", "-s", "-a", str(sock)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ssh-agent", "-s", "-a", str(sock)], capture_output=True, text=True, check=True
+    ).stdout
     pid = int(out.split("SSH_AGENT_PID=")[1].split(";")[0])
     try:
         env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
@@ -144,8 +154,16 @@ def test_first_connection_to_a_closed_port_fails_fast(ssh_config: Path) -> None:
     assert time.monotonic() - started < 3  # no reconnect backoff before a first success
 
 
-@pytest.mark.parametrize(("key", "value"), [("keepalive", -1), ("max_sessions", 0), ("max_sessions", 2.5),
-                                            ("reconnect_timeout", "soon"), ("persistent_shell", "yes")])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("keepalive", -1),
+        ("max_sessions", 0),
+        ("max_sessions", 2.5),
+        ("reconnect_timeout", "soon"),
+        ("persistent_shell", "yes"),
+    ],
+)
 def test_bad_options_are_refused(ssh_config: Path, key: str, value: Any) -> None:
     with pytest.raises(ConfigError, match=key):
         SshTransport(profile=make_profile(**{key: value}))
@@ -187,14 +205,18 @@ def test_concurrent_use_from_many_threads(transport: SshTransport, tmp_path: Pat
                 path = f"{tmp_path}/w{n}-{i}"
                 transport.put_bytes(path, data)
                 assert transport.get_bytes(path) == data
-                digest = transport.run(["sh", "-c", "sha256sum | cut -c1-64"], stdin=data).stdout.strip()
+                digest = transport.run(
+                    ["sh", "-c", "sha256sum | cut -c1-64"], stdin=data
+                ).stdout.strip()
                 assert digest == hashlib.sha256(data).hexdigest()
                 assert transport.run(["echo", str(n), str(i)]).stdout == f"{n} {i}\n"
                 assert f"w{n}-{i}" in transport.listdir(str(tmp_path))
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(12)]  # more than max_sessions
+    threads = [
+        threading.Thread(target=worker, args=(n,)) for n in range(12)
+    ]  # more than max_sessions
     for th in threads:
         th.start()
     for th in threads:
@@ -207,7 +229,13 @@ def test_concurrent_use_from_many_threads(transport: SshTransport, tmp_path: Pat
 def test_commands_big_output_stdin_builtins_timeout(ssh_config: Path, persistent: bool) -> None:
     t = SshTransport(profile=make_profile(persistent_shell=persistent))
     try:
-        big = t.run(["sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' o; head -c 2500000 /dev/zero | tr '\\0' e >&2"])
+        big = t.run(
+            [
+                "sh",
+                "-c",
+                "head -c 3000000 /dev/zero | tr '\\0' o; head -c 2500000 /dev/zero | tr '\\0' e >&2",
+            ]
+        )
         assert (big.returncode, len(big.stdout), len(big.stderr)) == (0, 3_000_000, 2_500_000)
         blob = os.urandom(3 << 20)  # binary and larger than the channel window
         echoed = t.run(["sh", "-c", "sha256sum | cut -c1-64"], stdin=blob)
@@ -235,7 +263,10 @@ def test_forked_child_opens_its_own_connection(transport: SshTransport) -> None:
     pid = os.fork()
     if pid == 0:  # child: the parent's connection must not be used
         try:
-            ok = transport.run(["echo", "child"]).stdout == "child\n" and transport.stats["connects"] == 2
+            ok = (
+                transport.run(["echo", "child"]).stdout == "child\n"
+                and transport.stats["connects"] == 2
+            )
             os.write(write, b"1" if ok else b"0")
         finally:
             os._exit(0)

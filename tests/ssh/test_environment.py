@@ -21,22 +21,30 @@ def _forget_caches() -> None:
 
 
 @pytest.mark.parametrize("minor", ["3.11", "3.6"])
-def test_requirement_is_importable_and_the_venv_is_reused(minor: str, make_executor, tmp_path: Path) -> None:
+def test_requirement_is_importable_and_the_venv_is_reused(
+    minor: str, make_executor, tmp_path: Path
+) -> None:
     _forget_caches()
     work = f"{tmp_path}/remote/jobs"
-    ex = make_executor(python=interpreter(minor), environment=["six"], work_dir=work, cleanup="always")
+    ex = make_executor(
+        python=interpreter(minor), environment=["six"], work_dir=work, cleanup="always"
+    )
     started = time.monotonic()
     python, _ = ex.backend.remote()
     build_seconds = time.monotonic() - started
     venv = python.rsplit("/bin/", 1)[0]
     assert venv.startswith(f"{tmp_path}/remote/envs/env-"), python
     where = ex.submit(remote_funcs.module_file, "six").result(timeout=120)
-    assert where.startswith(venv + "/"), where  # from the environment, not the interpreter's site-packages
+    assert where.startswith(venv + "/"), (
+        where
+    )  # from the environment, not the interpreter's site-packages
 
     transport = ex.backend.transport
     transport.put_bytes(f"{venv}/clustrix-test-marker", b"built once")
     _forget_caches()
-    again = make_executor(python=interpreter(minor), environment=["six"], work_dir=work, cleanup="always")
+    again = make_executor(
+        python=interpreter(minor), environment=["six"], work_dir=work, cleanup="always"
+    )
     started = time.monotonic()
     python_again, _ = again.backend.remote()
     reuse_seconds = time.monotonic() - started
@@ -48,7 +56,9 @@ def test_requirement_is_importable_and_the_venv_is_reused(minor: str, make_execu
 
 def test_bad_requirement_gives_the_installers_error(make_executor, tmp_path: Path) -> None:
     _forget_caches()
-    ex = make_executor(environment=["clustrix-surely-missing-package==0.0.1"], work_dir=f"{tmp_path}/remote/jobs")
+    ex = make_executor(
+        environment=["clustrix-surely-missing-package==0.0.1"], work_dir=f"{tmp_path}/remote/jobs"
+    )
     with pytest.raises(TransportError) as info:
         ex.submit(remote_funcs.versions_of, "json").result(timeout=120)
     text = str(info.value)

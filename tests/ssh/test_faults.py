@@ -27,11 +27,16 @@ def nap_then_return(seconds: float, value: str) -> str:
     return value
 
 
-def test_sshd_restarted_while_a_job_runs(private_sshd: PrivateSshd, private_profile: str, tmp_path) -> None:
+def test_sshd_restarted_while_a_job_runs(
+    private_sshd: PrivateSshd, private_profile: str, tmp_path
+) -> None:
     ex = ClusterExecutor(private_profile, cleanup="always", poll_max=0.3)
     try:
         fut = ex.submit(nap_then_return, 3.0, "survived")
-        wait_for(lambda: any(s.state is JobState.RUNNING for s in fut.job.last_status.values()), timeout=30)
+        wait_for(
+            lambda: any(s.state is JobState.RUNNING for s in fut.job.last_status.values()),
+            timeout=30,
+        )
         transport = ex.backend.transport
         assert isinstance(transport, SshTransport)
         private_sshd.stop()  # listener and every connection's server side are gone
@@ -45,8 +50,9 @@ def test_sshd_restarted_while_a_job_runs(private_sshd: PrivateSshd, private_prof
 
 
 @pytest.mark.parametrize("direction", ["upload", "download"])
-def test_connection_killed_mid_transfer_reconnects(private_sshd: PrivateSshd, private_profile: str,
-                                                   direction: str, tmp_path) -> None:
+def test_connection_killed_mid_transfer_reconnects(
+    private_sshd: PrivateSshd, private_profile: str, direction: str, tmp_path
+) -> None:
     transport = SshTransport(profile=load_profile(private_profile))
     try:
         data = os.urandom(48 * 1024 * 1024)
@@ -57,7 +63,9 @@ def test_connection_killed_mid_transfer_reconnects(private_sshd: PrivateSshd, pr
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 if direction == "upload":
-                    started = any(os.path.getsize(p) > 1 << 20 for p in glob.glob(target + ".clustrix-tmp-*"))
+                    started = any(
+                        os.path.getsize(p) > 1 << 20 for p in glob.glob(target + ".clustrix-tmp-*")
+                    )
                 else:
                     started = transport.stats["sftp"] >= 2
                 if started:
@@ -92,7 +100,10 @@ def test_remote_process_killed_raises_job_failure(private_profile: str) -> None:
     ex = ClusterExecutor(private_profile, cleanup="never")
     try:
         fut = ex.submit(nap_then_return, 300.0, "never")
-        wait_for(lambda: any(s.state is JobState.RUNNING for s in fut.job.last_status.values()), timeout=30)
+        wait_for(
+            lambda: any(s.state is JobState.RUNNING for s in fut.job.last_status.values()),
+            timeout=30,
+        )
         pgid = int(fut.native_id or "0")
         assert pgid > 1
         result = ex.backend.transport.run(["kill", "-KILL", f"-{pgid}"])
@@ -109,7 +120,10 @@ def test_cancel_kills_the_remote_process_group(private_profile: str) -> None:
     ex = ClusterExecutor(private_profile, cleanup="never")
     try:
         fut = ex.submit(nap_then_return, 300.0, "never")
-        wait_for(lambda: any(s.state is JobState.RUNNING for s in fut.job.last_status.values()), timeout=30)
+        wait_for(
+            lambda: any(s.state is JobState.RUNNING for s in fut.job.last_status.values()),
+            timeout=30,
+        )
         pgid = int(fut.native_id or "0")
         assert fut.cancel()
         alive = ["sh", "-c", f"kill -0 -{pgid} 2>/dev/null"]  # any process left in the group?

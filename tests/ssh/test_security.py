@@ -22,7 +22,10 @@ from .test_connection import add, make_profile, ssh_values
 def _fake_known_hosts(path: Path, tmp_path: Path) -> None:
     """known_hosts naming the test server with a key that is not its own (same key type)."""
     v = ssh_values()
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "imposter")], check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "imposter")],
+        check=True,
+    )
     kind, key = (tmp_path / "imposter.pub").read_text().split()[:2]
     path.write_text(f"[{v['host']}]:{v['port']} {kind} {key}\n")
 
@@ -51,12 +54,16 @@ def test_changed_host_key_is_refused_even_with_auto_add(ssh_config: Path, tmp_pa
     _fake_known_hosts(known, tmp_path)
     for auto in (False, True):
         with pytest.raises(HostKeyError) as info:
-            SshTransport(profile=make_profile(known_hosts=str(known), auto_add_host_keys=auto)).run(["true"])
+            SshTransport(profile=make_profile(known_hosts=str(known), auto_add_host_keys=auto)).run(
+                ["true"]
+            )
         text = str(info.value)
         assert "CHANGED" in text and "ssh-keygen -R" in text and "man in the middle" in text
 
 
-def test_auto_add_accepts_a_new_host_once_and_remembers_it(ssh_config: Path, tmp_path: Path) -> None:
+def test_auto_add_accepts_a_new_host_once_and_remembers_it(
+    ssh_config: Path, tmp_path: Path
+) -> None:
     known = tmp_path / "sub" / "known_hosts"
     t = SshTransport(profile=make_profile(known_hosts=str(known), auto_add_host_keys=True))
     try:
@@ -80,7 +87,15 @@ def test_tampered_result_is_refused(make_executor) -> None:
 
     def tamper_then_read(path: str) -> bytes:
         if os.path.basename(path).startswith("result."):  # flip a byte on the remote, then read
-            transport.run(["sh", "-c", 'printf X | dd of="$1" bs=1 seek=90 conv=notrunc 2>/dev/null', "sh", path])
+            transport.run(
+                [
+                    "sh",
+                    "-c",
+                    'printf X | dd of="$1" bs=1 seek=90 conv=notrunc 2>/dev/null',
+                    "sh",
+                    path,
+                ]
+            )
         return original(path)
 
     transport.get_bytes = tamper_then_read  # type: ignore[method-assign]
@@ -97,8 +112,18 @@ def test_job_directory_is_private(make_executor) -> None:
     assert fut.result(timeout=60) == 3
     job_dir = fut.job.record.job_dir
     t = ex.backend.transport
-    modes = t.run(["stat", "-c", "%a %n", job_dir, f"{job_dir}/key", f"{job_dir}/payload.bin",
-                   f"{job_dir}/result.0", ex.backend.work_dir()]).stdout.split("\n")
+    modes = t.run(
+        [
+            "stat",
+            "-c",
+            "%a %n",
+            job_dir,
+            f"{job_dir}/key",
+            f"{job_dir}/payload.bin",
+            f"{job_dir}/result.0",
+            ex.backend.work_dir(),
+        ]
+    ).stdout.split("\n")
     assert [m.split()[0] for m in modes if m] == ["700", "600", "600", "600", "700"], modes
     t.remove_tree(job_dir)
 
@@ -116,8 +141,12 @@ def test_injection_through_job_name_env_and_paths_is_inert(make_executor, tmp_pa
     evil = f"$(touch {m}/a); `touch {m}/b` ; touch {m}/c && echo ' \" \\ ${{HOME}} *"
     multi = f"first line\nsecond; touch {m}/d\n\ttabbed"
     work = f"{tmp_path}/work dir;touch {m}/e;$(touch {m}/f)'q'"
-    ex = make_executor(job_name=f"x; touch {m}/g; $(touch {m}/h)", env={"EVIL": evil, "MULTI": multi},
-                       work_dir=work, cleanup="never")
+    ex = make_executor(
+        job_name=f"x; touch {m}/g; $(touch {m}/h)",
+        env={"EVIL": evil, "MULTI": multi},
+        work_dir=work,
+        cleanup="never",
+    )
     assert ex.submit(echo_env, "EVIL").result(timeout=60) == evil
     assert ex.submit(echo_env, "MULTI").result(timeout=60) == multi
     assert sorted(os.listdir(m)) == []
@@ -131,7 +160,9 @@ def test_injection_through_job_name_env_and_paths_is_inert(make_executor, tmp_pa
     assert t.listdir(odd) == [name]
     assert t.get_bytes(f"{odd}/{name}") == b"content"
     assert t.run(["cat", f"{odd}/{name}"]).stdout == "content"
-    assert t.run(["sh", "-c", 'cd "$1" && ls -A', "sh", odd]).stdout.splitlines() == [name]  # no k, l, m
+    assert t.run(["sh", "-c", 'cd "$1" && ls -A', "sh", odd]).stdout.splitlines() == [
+        name
+    ]  # no k, l, m
     t.remove_tree(odd)
     assert not Path(odd).exists()
     assert sorted(os.listdir(m)) == []

@@ -29,7 +29,9 @@ class _Policy(paramiko.MissingHostKeyPolicy):
         self.endpoint = endpoint
         self.hop = hop
 
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
         files = self.endpoint.known_hosts
         if not self.endpoint.auto_add:
             where = ", ".join(files + self.endpoint.system_known_hosts) or "(none)"
@@ -41,13 +43,19 @@ class _Policy(paramiko.MissingHostKeyPolicy):
                 f"`ssh-keyscan {port}{self.hop.hostname} >> {files[0] if files else '~/.ssh/known_hosts'}` "
                 f"(or connect once with `ssh {port}{self.hop.user}@{self.hop.hostname}` and answer yes), "
                 f"or set auto_add_host_keys = true in the profile to accept new hosts on first use",
-                host=hostname, fingerprint=fingerprint(key), known_hosts=files,
+                host=hostname,
+                fingerprint=fingerprint(key),
+                known_hosts=files,
             )
         client.get_host_keys().add(hostname, key.get_name(), key)
         if files:
             _append_known_host(files[0], hostname, key)
-        logger.warning("clustrix: added the host key of %s (%s) to %s (auto_add_host_keys = true)",
-                       hostname, fingerprint(key), files[0] if files else "memory")
+        logger.warning(
+            "clustrix: added the host key of %s (%s) to %s (auto_add_host_keys = true)",
+            hostname,
+            fingerprint(key),
+            files[0] if files else "memory",
+        )
 
 
 def _append_known_host(path: str, hostname: str, key: paramiko.PKey) -> None:
@@ -57,10 +65,12 @@ def _append_known_host(path: str, hostname: str, key: paramiko.PKey) -> None:
         os.makedirs(parent, mode=0o700, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "a") as fh:
-        fh.write(line)
+        fh.write(line or "")
 
 
-def _changed_key_error(endpoint: Endpoint, hop: Hop, exc: paramiko.BadHostKeyException) -> HostKeyError:
+def _changed_key_error(
+    endpoint: Endpoint, hop: Hop, exc: paramiko.BadHostKeyException
+) -> HostKeyError:
     files = ", ".join(endpoint.known_hosts + endpoint.system_known_hosts)
     name = hop.known_hosts_name
     first = endpoint.known_hosts[0] if endpoint.known_hosts else "~/.ssh/known_hosts"
@@ -71,7 +81,9 @@ def _changed_key_error(endpoint: Endpoint, hop: Hop, exc: paramiko.BadHostKeyExc
         f"reinstalled. If the administrator confirms the new key, remove the old entry with "
         f"`ssh-keygen -R '{name}' -f {first}` and add the new one (`ssh-keyscan"
         f"{' -p ' + str(hop.port) if hop.port != 22 else ''} {hop.hostname} >> {first}`)",
-        host=name, fingerprint=fingerprint(exc.key), known_hosts=endpoint.known_hosts,
+        host=name,
+        fingerprint=fingerprint(exc.key),
+        known_hosts=endpoint.known_hosts,
     )
 
 
@@ -95,11 +107,16 @@ def _connect_hop(endpoint: Endpoint, hop: Hop, sock: Any | None) -> paramiko.SSH
     timeout = endpoint.connect_timeout
     try:
         client.connect(
-            hop.hostname, port=hop.port, username=hop.user,
-            key_filename=list(hop.identity_files) or None,
+            hop.hostname,
+            port=hop.port,
+            username=hop.user,
+            key_filename=list(hop.identity_files) or None,  # type: ignore[arg-type]  # str or list
             look_for_keys=not hop.identity_files,
             allow_agent=endpoint.allow_agent,
-            timeout=timeout, banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
+            timeout=timeout,
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+            channel_timeout=timeout,
             sock=sock,
         )
     except HostKeyError:
@@ -122,17 +139,22 @@ def _connect_hop(endpoint: Endpoint, hop: Hop, sock: Any | None) -> paramiko.SSH
         client.close()
         if "no authentication methods" in str(exc).lower():  # not a single key or agent to try
             return _connect_failed_auth(endpoint, hop, exc)
-        raise ConnectError(f"cannot connect to {hop.hostname}:{hop.port}: {type(exc).__name__}: {exc}",
-                           transient=True) from exc
+        raise ConnectError(
+            f"cannot connect to {hop.hostname}:{hop.port}: {type(exc).__name__}: {exc}",
+            transient=True,
+        ) from exc
     return client
 
 
 def _connect_failed_auth(endpoint: Endpoint, hop: Hop, exc: BaseException) -> paramiko.SSHClient:
     tried = ", ".join(hop.identity_files) or "the default keys in ~/.ssh"
     agent = " and ssh-agent" if endpoint.allow_agent and os.environ.get("SSH_AUTH_SOCK") else ""
-    raise ConnectError(f"authentication as {hop.user} on {hop.hostname}:{hop.port} failed "
-                       f"(tried {tried}{agent}): {exc}. Set key_file in the profile, IdentityFile "
-                       f"in ~/.ssh/config, or load the key into ssh-agent", transient=False) from exc
+    raise ConnectError(
+        f"authentication as {hop.user} on {hop.hostname}:{hop.port} failed "
+        f"(tried {tried}{agent}): {exc}. Set key_file in the profile, IdentityFile "
+        f"in ~/.ssh/config, or load the key into ssh-agent",
+        transient=False,
+    ) from exc
 
 
 class Connection:
@@ -151,11 +173,18 @@ class Connection:
                     previous = self.clients[-1].get_transport()
                     assert previous is not None
                     try:
-                        sock = previous.open_channel("direct-tcpip", (hop.hostname, hop.port), ("127.0.0.1", 0),
-                                                     timeout=endpoint.connect_timeout)
+                        sock = previous.open_channel(
+                            "direct-tcpip",
+                            (hop.hostname, hop.port),
+                            ("127.0.0.1", 0),
+                            timeout=endpoint.connect_timeout,
+                        )
                     except (OSError, EOFError, paramiko.SSHException) as exc:
-                        raise ConnectError(f"the jump host {self.clients[-1]._clustrix_hop} could not reach "  # type: ignore[attr-defined]
-                                           f"{hop.hostname}:{hop.port}: {exc}", transient=True) from exc
+                        raise ConnectError(
+                            f"the jump host {self.clients[-1]._clustrix_hop} could not reach "  # type: ignore[attr-defined]
+                            f"{hop.hostname}:{hop.port}: {exc}",
+                            transient=True,
+                        ) from exc
                 client = _connect_hop(endpoint, hop, sock)
                 client._clustrix_hop = hop  # type: ignore[attr-defined]
                 self.clients.append(client)
@@ -175,7 +204,11 @@ class Connection:
 
     @property
     def active(self) -> bool:
-        return all((c.get_transport() is not None and c.get_transport().is_active()) for c in self.clients)  # type: ignore[union-attr]
+        for client in self.clients:
+            transport = client.get_transport()
+            if transport is None or not transport.is_active():
+                return False
+        return True
 
     def sftp(self) -> paramiko.SFTPClient:
         """The SFTP session (opened on first use). Call with :attr:`sftp_lock` held."""
@@ -183,8 +216,10 @@ class Connection:
             try:
                 self._sftp = paramiko.SFTPClient.from_transport(self.transport)
             except paramiko.SSHException as exc:
-                raise TransportError(f"cannot open an SFTP session on {self.endpoint.describe()}: {exc} "
-                                     "(does the server enable the sftp subsystem?)") from exc
+                raise TransportError(
+                    f"cannot open an SFTP session on {self.endpoint.describe()}: {exc} "
+                    "(does the server enable the sftp subsystem?)"
+                ) from exc
             assert self._sftp is not None
             self._sftp.get_channel().settimeout(self.endpoint.io_timeout)  # type: ignore[union-attr]
         return self._sftp

@@ -29,7 +29,7 @@ OPTIONS: Mapping[str, str] = {
     "max_sessions": "command channels open at once on the one connection (default 8; sshd's MaxSessions is 10)",
     "allow_agent": "use keys from ssh-agent (SSH_AUTH_SOCK) as well (default true)",
     "persistent_shell": "run commands through a long-lived /bin/sh on the connection instead of a new "
-                        "login shell per command (default true; much faster when shell rc files are slow)",
+    "login shell per command (default true; much faster when shell rc files are slow)",
 }
 DEFAULTS: Mapping[str, Any] = {
     "keepalive": 30.0,
@@ -81,8 +81,16 @@ class Endpoint:
     def key(self) -> tuple[Any, ...]:
         """Connections are shared between profiles only when all of this is equal: the same
         server and user, reached the same way, trusted and authenticated the same way."""
-        return (self.target.hostname, self.target.port, self.target.user, self.jumps,
-                self.known_hosts, self.auto_add, self.target.identity_files, self.allow_agent)
+        return (
+            self.target.hostname,
+            self.target.port,
+            self.target.user,
+            self.jumps,
+            self.known_hosts,
+            self.auto_add,
+            self.target.identity_files,
+            self.allow_agent,
+        )
 
     def describe(self) -> str:
         via = f" via {' -> '.join(str(j) for j in self.jumps)}" if self.jumps else ""
@@ -98,7 +106,9 @@ def _ssh_config(profile: Profile) -> Any | None:
     if profile.ssh_config:
         path = _expand(profile.ssh_config)
         if not os.path.isfile(path):
-            raise ConfigError(f"profile {profile.name!r}: ssh_config={profile.ssh_config!r} does not exist")
+            raise ConfigError(
+                f"profile {profile.name!r}: ssh_config={profile.ssh_config!r} does not exist"
+            )
     else:
         path = os.path.expanduser("~/.ssh/config")
         if not os.path.isfile(path):
@@ -108,7 +118,9 @@ def _ssh_config(profile: Profile) -> Any | None:
     try:
         return paramiko.SSHConfig.from_path(path)
     except Exception as exc:
-        raise ConfigError(f"profile {profile.name!r}: cannot read the SSH config file {path!r}: {exc}") from exc
+        raise ConfigError(
+            f"profile {profile.name!r}: cannot read the SSH config file {path!r}: {exc}"
+        ) from exc
 
 
 def _lookup(config: Any | None, alias: str) -> dict[str, Any]:
@@ -153,13 +165,22 @@ def parse_jump(spec: str) -> tuple[str | None, str, int | None]:
     return user, host, port
 
 
-def _hop(config: Any | None, alias: str, *, user: str | None, port: int | None,
-         identity: tuple[str, ...], fallback: tuple[str, ...] = ()) -> Hop:
+def _hop(
+    config: Any | None,
+    alias: str,
+    *,
+    user: str | None,
+    port: int | None,
+    identity: tuple[str, ...],
+    fallback: tuple[str, ...] = (),
+) -> Hop:
     entry = _lookup(config, alias)
     hostname = str(entry.get("hostname") or alias)
     port = port or _port(entry.get("port", 22), f"ssh config entry {alias!r}")
     user = user or entry.get("user") or getpass.getuser()
-    files = identity or tuple(_expand(p) for p in entry.get("identityfile", ()) if os.path.isfile(_expand(p)))
+    files = identity or tuple(
+        _expand(p) for p in entry.get("identityfile", ()) if os.path.isfile(_expand(p))
+    )
     files = files or fallback
     return Hop(alias=alias, hostname=hostname, port=port, user=str(user), identity_files=files)
 
@@ -171,21 +192,27 @@ def _number(profile: Profile, key: str, *, minimum: float, integer: bool = False
         ok = ok and float(value).is_integer()
     if not ok:
         kind = "whole number" if integer else "number"
-        raise ConfigError(f"profile {profile.name!r}: {key}={value!r} must be a {kind} >= {minimum:g}")
+        raise ConfigError(
+            f"profile {profile.name!r}: {key}={value!r} must be a {kind} >= {minimum:g}"
+        )
     return int(value) if integer else float(value)
 
 
 def resolve(profile: Profile) -> Endpoint:
     """The endpoint an ``ssh`` profile names. Raises :class:`ConfigError` for bad settings."""
     if not profile.host:
-        raise ConfigError(f"profile {profile.name!r}: the ssh transport needs host = \"NAME\" "
-                          "(a host name, address, or a Host alias of ~/.ssh/config)")
+        raise ConfigError(
+            f'profile {profile.name!r}: the ssh transport needs host = "NAME" '
+            "(a host name, address, or a Host alias of ~/.ssh/config)"
+        )
     config = _ssh_config(profile)
     key_files: tuple[str, ...] = ()
     if profile.key_file:
         path = _expand(profile.key_file)
         if not os.path.isfile(path):
-            raise ConfigError(f"profile {profile.name!r}: key_file={profile.key_file!r} does not exist")
+            raise ConfigError(
+                f"profile {profile.name!r}: key_file={profile.key_file!r} does not exist"
+            )
         key_files = (path,)
     target = _hop(config, profile.host, user=profile.user, port=profile.port, identity=key_files)
     entry = _lookup(config, profile.host)
@@ -201,17 +228,28 @@ def resolve(profile: Profile) -> Endpoint:
         system: tuple[str, ...] = ()
     else:
         files = entry.get("userknownhostsfile")
-        known = tuple(_expand(p) for p in files.split()) if isinstance(files, str) else (
-            tuple(_expand(p) for p in files) if files else (os.path.expanduser("~/.ssh/known_hosts"),))
+        known = (
+            tuple(_expand(p) for p in files.split())
+            if isinstance(files, str)
+            else (
+                tuple(_expand(p) for p in files)
+                if files
+                else (os.path.expanduser("~/.ssh/known_hosts"),)
+            )
+        )
         system = (SYSTEM_KNOWN_HOSTS,)
     flags = {}
     for flag in ("allow_agent", "persistent_shell"):
         flags[flag] = profile.options.get(flag, DEFAULTS[flag])
         if not isinstance(flags[flag], bool):
-            raise ConfigError(f"profile {profile.name!r}: {flag}={flags[flag]!r} must be true or false")
+            raise ConfigError(
+                f"profile {profile.name!r}: {flag}={flags[flag]!r} must be true or false"
+            )
     timeout = profile.connect_timeout
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise ConfigError(f"profile {profile.name!r}: connect_timeout={timeout!r} must be a number > 0")
+        raise ConfigError(
+            f"profile {profile.name!r}: connect_timeout={timeout!r} must be a number > 0"
+        )
     return Endpoint(
         target=target,
         jumps=tuple(jumps),

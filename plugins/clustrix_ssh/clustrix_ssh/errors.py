@@ -19,8 +19,14 @@ class HostKeyError(ConnectError):
 
     The message says how to trust the key once it has been checked."""
 
-    def __init__(self, message: str, *, host: str = "", fingerprint: str = "",
-                 known_hosts: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str = "",
+        fingerprint: str = "",
+        known_hosts: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(message, transient=False)
         self.host = host
         self.fingerprint = fingerprint

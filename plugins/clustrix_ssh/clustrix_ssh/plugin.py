@@ -14,13 +14,20 @@ def clustrix_transports() -> Iterator[TransportSpec]:
     from .endpoint import OPTIONS
     from .transport import SshTransport
 
-    yield TransportSpec(name="ssh", cls=SshTransport, options=dict(OPTIONS),
-                        summary="OpenSSH server via paramiko: one shared connection per host, strict host keys")
+    yield TransportSpec(
+        name="ssh",
+        cls=SshTransport,
+        options=dict(OPTIONS),
+        summary="OpenSSH server via paramiko: one shared connection per host, strict host keys",
+    )
 
 
 @hookimpl
 def clustrix_schedulers() -> Iterator[SchedulerSpec]:
     from .scheduler import SshScheduler
 
-    yield SchedulerSpec(name="ssh", cls=SshScheduler,
-                        summary="detached process groups on the SSH host (no batch system)")
+    yield SchedulerSpec(
+        name="ssh",
+        cls=SshScheduler,
+        summary="detached process groups on the SSH host (no batch system)",
+    )

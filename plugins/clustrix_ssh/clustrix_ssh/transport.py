@@ -126,8 +126,10 @@ class SshTransport(Transport):
             except ConnectError as exc:
                 if not exc.transient or time.monotonic() + delay > deadline:
                     if self._connected_once and exc.transient:
-                        raise ConnectError(f"{exc} (gave up reconnecting after {ep.reconnect_timeout:g} s)",
-                                           transient=True) from exc
+                        raise ConnectError(
+                            f"{exc} (gave up reconnecting after {ep.reconnect_timeout:g} s)",
+                            transient=True,
+                        ) from exc
                     raise
                 logger.info("clustrix: reconnecting to %s in %.1f s: %s", ep.describe(), delay, exc)
                 time.sleep(delay)
@@ -162,7 +164,12 @@ class SshTransport(Transport):
         """Whether ``exc`` means the connection is gone (rather than an answer from the server)."""
         from .connection import is_connection_failure
 
-        return isinstance(exc, _Interrupted) or is_connection_failure(exc) or not conn.active or conn.sftp_broken()
+        return (
+            isinstance(exc, _Interrupted)
+            or is_connection_failure(exc)
+            or not conn.active
+            or conn.sftp_broken()
+        )
 
     def _do(self, what: str, op: Callable[[Connection], T]) -> T:
         """Run an operation that is safe to repeat, reconnecting and retrying when the connection drops."""
@@ -178,10 +185,17 @@ class SshTransport(Transport):
                 attempt += 1
                 cause = exc.__cause__ if isinstance(exc, _Interrupted) else exc
                 if attempt > _RETRIES:
-                    raise TransportError(f"the SSH connection to {self.endpoint.describe()} kept failing "
-                                         f"during {what}: {type(cause).__name__}: {cause}") from cause
-                logger.warning("clustrix: SSH connection to %s lost during %s (%s: %s); reconnecting",
-                               self.endpoint.describe(), what, type(cause).__name__, cause)
+                    raise TransportError(
+                        f"the SSH connection to {self.endpoint.describe()} kept failing "
+                        f"during {what}: {type(cause).__name__}: {cause}"
+                    ) from cause
+                logger.warning(
+                    "clustrix: SSH connection to %s lost during %s (%s: %s); reconnecting",
+                    self.endpoint.describe(),
+                    what,
+                    type(cause).__name__,
+                    cause,
+                )
 
     def _sftp(self, what: str, op: Callable[[Any], T]) -> T:
         def locked(conn: Connection) -> T:
@@ -192,7 +206,9 @@ class SshTransport(Transport):
         return self._do(what, locked)
 
     # ------------------------------------------------------------ commands
-    def run(self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
+    def run(
+        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None
+    ) -> CommandResult:
         argv = tuple(str(a) for a in argv)
         command = shell_join(argv)
         attempt = 0
@@ -205,23 +221,32 @@ class SshTransport(Transport):
                 self._drop(conn)
                 raise TransportError(
                     f"the SSH connection to {self.endpoint.describe()} was lost while running "
-                    f"{command!r} (it may or may not have run): {exc.__cause__}") from exc.__cause__
+                    f"{command!r} (it may or may not have run): {exc.__cause__}"
+                ) from exc.__cause__
             except TransportError:
                 raise
             except Exception as exc:
                 if not self._failed(conn, exc):
-                    raise TransportError(f"cannot run {command!r} on {self.endpoint.describe()}: "
-                                         f"{type(exc).__name__}: {exc}") from exc
+                    raise TransportError(
+                        f"cannot run {command!r} on {self.endpoint.describe()}: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
                 self._drop(conn)  # the channel never opened: the command did not run, try again
                 attempt += 1
                 if attempt > _RETRIES:
-                    raise TransportError(f"cannot run {command!r}: the SSH connection to "
-                                         f"{self.endpoint.describe()} keeps failing: {exc}") from exc
-                logger.warning("clustrix: SSH connection to %s lost (%s); reconnecting",
-                               self.endpoint.describe(), exc)
+                    raise TransportError(
+                        f"cannot run {command!r}: the SSH connection to "
+                        f"{self.endpoint.describe()} keeps failing: {exc}"
+                    ) from exc
+                logger.warning(
+                    "clustrix: SSH connection to %s lost (%s); reconnecting",
+                    self.endpoint.describe(),
+                    exc,
+                )
 
-    def _run_on(self, conn: Connection, command: str, stdin: bytes | None,
-                timeout: float | None) -> tuple[int, str, str]:
+    def _run_on(
+        self, conn: Connection, command: str, stdin: bytes | None, timeout: float | None
+    ) -> tuple[int, str, str]:
         """Run ``command`` on ``conn``. Raises the raw connection error when the command did not
         start, :class:`_Interrupted` when the connection failed after it may have started."""
         with self._sessions:
@@ -253,15 +278,21 @@ class SshTransport(Transport):
         try:
             return _Shell.start(conn, self.endpoint)
         except _Interrupted as exc:  # nothing of the caller's ran yet: a plain connection failure
-            raise ConnectionAbortedError(f"the connection failed while starting a shell: {exc.__cause__}") from exc
+            raise ConnectionAbortedError(
+                f"the connection failed while starting a shell: {exc.__cause__}"
+            ) from exc
         except _ShellUnavailable as exc:
-            logger.warning("clustrix: no persistent shell on %s (%s); running every command on its own channel",
-                           self.endpoint.describe(), exc)
+            logger.warning(
+                "clustrix: no persistent shell on %s (%s); running every command on its own channel",
+                self.endpoint.describe(),
+                exc,
+            )
             self._no_shell = True
             return None
 
-    def _exec(self, conn: Connection, command: str, stdin: bytes | None,
-              timeout: float | None) -> tuple[int, str, str]:
+    def _exec(
+        self, conn: Connection, command: str, stdin: bytes | None, timeout: float | None
+    ) -> tuple[int, str, str]:
         """Run ``command`` on a channel of its own (``exec`` request: a new login shell each time)."""
         chan = _open_session(conn, self.endpoint)
         writer: threading.Thread | None = None
@@ -287,14 +318,16 @@ class SshTransport(Transport):
                 _wait(chan, conn, deadline, command, timeout, self.endpoint)
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not chan.status_event.wait(left):
-                raise TransportError(f"command {command!r} timed out after {timeout} s on "
-                                     f"{self.endpoint.describe()}")
+                raise TransportError(
+                    f"command {command!r} timed out after {timeout} s on {self.endpoint.describe()}"
+                )
             _drain(chan, out, err)
             code = chan.exit_status
             if code == -1:
                 if not conn.active:
-                    raise _Interrupted("the connection closed before the exit status arrived") \
-                        from EOFError("connection closed")
+                    raise _Interrupted(
+                        "the connection closed before the exit status arrived"
+                    ) from EOFError("connection closed")
                 err += b"\n(the remote command ended without an exit status: killed by a signal?)\n"
             return code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
         finally:
@@ -361,7 +394,9 @@ class SshTransport(Transport):
                 attrs = None
             if attrs is not None:
                 if not st.S_ISDIR(attrs.st_mode or 0):
-                    raise NotADirectoryError(f"{path} exists on {self.endpoint.target} and is not a directory")
+                    raise NotADirectoryError(
+                        f"{path} exists on {self.endpoint.target} and is not a directory"
+                    )
                 if st.S_IMODE(attrs.st_mode or 0) != mode:
                     sftp.chmod(path, mode)
                 return
@@ -370,7 +405,9 @@ class SshTransport(Transport):
             while current not in ("", "/", "."):
                 try:
                     if not st.S_ISDIR(sftp.stat(current).st_mode or 0):
-                        raise NotADirectoryError(f"{current} exists on {self.endpoint.target} and is not a directory")
+                        raise NotADirectoryError(
+                            f"{current} exists on {self.endpoint.target} and is not a directory"
+                        )
                     break
                 except FileNotFoundError:
                     missing.append(current)
@@ -406,7 +443,9 @@ class SshTransport(Transport):
         def op(conn: Connection) -> None:
             code, out, err = self._run_on(conn, shell_join(["rm", "-rf", "--", path]), None, None)
             if code != 0:
-                raise TransportError(f"removing {path} on {self.endpoint.target} failed: {(err or out).strip()}")
+                raise TransportError(
+                    f"removing {path} on {self.endpoint.target} failed: {(err or out).strip()}"
+                )
 
         self._do(f"removing {path}", op)
 
@@ -420,7 +459,8 @@ def _open_session(conn: Connection, endpoint: Endpoint) -> Any:
         if conn.active:
             raise TransportError(
                 f"{endpoint.describe()} refused a new session ({exc}); the server's MaxSessions "
-                f"may be lower than max_sessions={endpoint.max_sessions}") from exc
+                f"may be lower than max_sessions={endpoint.max_sessions}"
+            ) from exc
         raise
 
 
@@ -431,8 +471,14 @@ def _drain(chan: Any, out: bytearray, err: bytearray) -> None:
         err += chan.recv_stderr(1 << 16)
 
 
-def _wait(chan: Any, conn: Connection, deadline: float | None, command: str, timeout: float | None,
-          endpoint: Endpoint) -> None:
+def _wait(
+    chan: Any,
+    conn: Connection,
+    deadline: float | None,
+    command: str,
+    timeout: float | None,
+    endpoint: Endpoint,
+) -> None:
     """Wait for data, EOF or close on ``chan`` (checking the connection and the deadline)."""
     import select
 
@@ -440,7 +486,9 @@ def _wait(chan: Any, conn: Connection, deadline: float | None, command: str, tim
     if deadline is not None:
         wait = min(wait, deadline - time.monotonic())
         if wait <= 0:
-            raise TransportError(f"command {command!r} timed out after {timeout} s on {endpoint.describe()}")
+            raise TransportError(
+                f"command {command!r} timed out after {timeout} s on {endpoint.describe()}"
+            )
     select.select([chan], [], [], wait)
     if not conn.active and not chan.recv_ready() and not chan.recv_stderr_ready():
         raise _Interrupted("the connection closed") from EOFError("connection closed")
@@ -473,8 +521,12 @@ class _Shell:
         shell = cls(conn, chan, endpoint)
         try:
             chan.exec_command("exec /bin/sh -s")
-            code, out, _ = shell.run("command -v base64 >/dev/null 2>&1 && echo base64", None,
-                                     endpoint.connect_timeout + 30, discard_before=True)
+            code, out, _ = shell.run(
+                "command -v base64 >/dev/null 2>&1 && echo base64",
+                None,
+                endpoint.connect_timeout + 30,
+                discard_before=True,
+            )
         except _Interrupted:
             shell.close()
             raise
@@ -497,8 +549,14 @@ class _Shell:
         except Exception:  # noqa: BLE001
             pass
 
-    def run(self, command: str, stdin: bytes | None, timeout: float | None, *,
-            discard_before: bool = False) -> tuple[int, str, str]:
+    def run(
+        self,
+        command: str,
+        stdin: bytes | None,
+        timeout: float | None,
+        *,
+        discard_before: bool = False,
+    ) -> tuple[int, str, str]:
         chan, conn = self.chan, self.conn
         token = "CLUSTRIX_END_" + secrets.token_hex(12)
         if not stdin:
@@ -528,25 +586,32 @@ class _Shell:
                 if at >= 0:
                     nl = out.find(b"\n", at)
                     if nl >= 0:
-                        code = int(out[at + len(mark) + 1:nl])
+                        code = int(out[at + len(mark) + 1 : nl])
                         del out[at:]
             if code is not None and err.endswith(mark):
-                del err[-len(mark):]
+                del err[-len(mark) :]
                 break
             if chan.closed or chan.eof_received:
                 if not conn.active:
                     raise _Interrupted("the connection closed") from EOFError("connection closed")
-                raise TransportError(f"the remote shell on {self.endpoint.describe()} ended while running "
-                                     f"{command!r}: {err.decode('utf-8', 'replace')[-2000:]}")
+                raise TransportError(
+                    f"the remote shell on {self.endpoint.describe()} ended while running "
+                    f"{command!r}: {err.decode('utf-8', 'replace')[-2000:]}"
+                )
             _wait(chan, conn, deadline, command, timeout, self.endpoint)
         if discard_before:
             start = out.rfind(b"\n", 0, max(0, len(out) - 1))
-            out = out[start + 1:] if start >= 0 else out
+            out = out[start + 1 :] if start >= 0 else out
         return code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
 def _heredoc_safe(data: bytes) -> bool:
-    return data.endswith(b"\n") and b"\0" not in data and b"CLUSTRIX_END_" not in data and b"\r" not in data
+    return (
+        data.endswith(b"\n")
+        and b"\0" not in data
+        and b"CLUSTRIX_END_" not in data
+        and b"\r" not in data
+    )
 
 
 def _send_stdin(chan: Any, data: bytes) -> None:
