@@ -82,13 +82,60 @@ def qsub_many_and_poll(script: Path, count: int) -> None:
             return
 
 
+def measure(
+    name: str, n: int, floor: float, rows: list[tuple[str, str, str]], *, maps: bool
+) -> int:
+    """clustrix rows for profile ``name``; returns the queue's slots (what ``map`` sizes by)."""
+    from clustrix_core import ClusterExecutor
+
+    with ClusterExecutor(name) as ex:
+        ex.submit(trivial, 0).result()  # warm up: probe the interpreter, connect
+        call = median_time(lambda: ex.submit(trivial, 1).result(), n, gaps=True)
+        rows.append(
+            (
+                f"clustrix: one trivial call ({name})",
+                f"{call:.2f} s",
+                f"median of {n}; {call / floor:.2f}x the lower floor",
+            )
+        )
+        slots = ex.backend.scheduler.parallelism()
+        if not maps:
+            return slots
+        m100 = once(lambda: list(ex.map(trivial, range(100))))
+        rows.append(
+            (
+                f"clustrix: map of 100 trivial calls ({name})",
+                f"{m100:.2f} s",
+                f"one array job of {min(100, slots)} tasks",
+            )
+        )
+        m10k = once(lambda: list(ex.map(trivial, range(10_000))))
+        rows.append(
+            (
+                f"clustrix: map of 10,000 trivial calls ({name})",
+                f"{m10k:.2f} s",
+                f"one array job of {slots} tasks",
+            )
+        )
+        started = time.perf_counter()
+        for f in [ex.submit(trivial, i) for i in range(30)]:
+            f.result()
+        rows.append(
+            (
+                f"clustrix: 30 separate submit() calls ({name})",
+                f"{time.perf_counter() - started:.2f} s",
+                f"30 jobs on {slots} slots",
+            )
+        )
+        return slots
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=10, help="runs per median (default 10)")
     parser.add_argument("--no-ssh", action="store_true", help="skip the sge-ssh rows")
     args = parser.parse_args()
 
-    from clustrix_core import ClusterExecutor
     from clustrix_core.config import load_profile
 
     os.environ["CLUSTRIX_CONFIG"] = cluster_config()
@@ -105,46 +152,9 @@ def main() -> None:
     floor = min(sync, poll)
     many = once(lambda: qsub_many_and_poll(script, 30))
     rows.append(("floor: 30 x qsub -terse, then qstat until all left", f"{many:.2f} s", "once"))
+    slots = 0
     for name in ["sge"] + ([] if args.no_ssh else ["sge-ssh"]):
-        with ClusterExecutor(name) as ex:
-            ex.submit(trivial, 0).result()  # warm up: probe the interpreter, connect
-            call = median_time(lambda ex=ex: ex.submit(trivial, 1).result(), n, gaps=True)
-            rows.append(
-                (
-                    f"clustrix: one trivial call ({name})",
-                    f"{call:.2f} s",
-                    f"median of {n}; {call / floor:.2f}x the lower floor",
-                )
-            )
-            if name == "sge":
-                slots = ex.backend.scheduler.parallelism()
-                m100 = once(lambda ex=ex: list(ex.map(trivial, range(100))))
-                rows.append(
-                    (
-                        "clustrix: map of 100 trivial calls (sge)",
-                        f"{m100:.2f} s",
-                        f"one array job of {min(100, slots)} tasks",
-                    )
-                )
-                m10k = once(lambda ex=ex: list(ex.map(trivial, range(10_000))))
-                rows.append(
-                    (
-                        "clustrix: map of 10,000 trivial calls (sge)",
-                        f"{m10k:.2f} s",
-                        f"one array job of {slots} tasks",
-                    )
-                )
-                started = time.perf_counter()
-                futures = [ex.submit(trivial, i) for i in range(30)]
-                for f in futures:
-                    f.result()
-                rows.append(
-                    (
-                        "clustrix: 30 separate submit() calls (sge)",
-                        f"{time.perf_counter() - started:.2f} s",
-                        f"30 jobs on {slots} slots",
-                    )
-                )
+        slots = measure(name, n, floor, rows, maps=name == "sge") or slots
     print_table(
         f"clustrix sge benchmarks (Son of Grid Engine 8.1.9, {os.cpu_count()} CPUs, "
         f"queue {profile.queue} with {slots} slots)",

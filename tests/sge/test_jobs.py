@@ -57,7 +57,7 @@ def test_map_without_chunksize_is_sized_by_the_queue_slots(make_executor: Make) 
 
 def test_map_split_over_several_arrays_keeps_order(make_executor: Make) -> None:
     ex = make_executor("sge")
-    ex.backend.scheduler._max_array = 4  # as if the cluster had max_aj_tasks 4
+    ex.backend.scheduler._max_array = 4  # type: ignore[attr-defined]  # as if the cluster had max_aj_tasks 4
 
     def ident(x: int) -> int:
         return x
@@ -105,7 +105,7 @@ def test_qdel_from_outside_reports_cancellation(make_executor: Make, profile: st
     ex = make_executor(profile)
     fut = ex.submit(_sleep_long)
     wait_for(lambda: running(fut))
-    subprocess.run(["qdel", fut.native_id], check=True, capture_output=True)
+    subprocess.run(["qdel", str(fut.native_id)], check=True, capture_output=True)
     with pytest.raises(JobFailedError) as info:
         fut.result(timeout=TIMEOUT)
     assert info.value.state == "CANCELLED"
@@ -152,7 +152,7 @@ def test_eqw_job_fails_with_sge_reason_and_is_deleted(
     assert info.value.state == "ERROR"
     assert "Eqw" in str(info.value) and reason in str(info.value)
     assert time.monotonic() - start < 30
-    assert not in_qstat(fut.native_id)  # deleted, not left in the queue forever
+    assert not in_qstat(str(fut.native_id))  # deleted, not left in the queue forever
 
 
 def _die() -> None:
@@ -237,7 +237,9 @@ def test_resources_reach_grid_engine(make_executor: Make, profile: str) -> None:
     fut = ex.submit(job_env)
     assert fut.result(timeout=TIMEOUT) == ("2", "smp", "x y")
     category = wait_for(
-        lambda: [line for line in qacct(fut.native_id).splitlines() if line.startswith("category")]
+        lambda: [
+            line for line in qacct(str(fut.native_id)).splitlines() if line.startswith("category")
+        ]
     )
     assert "h_rt=600" in category[0] and "h_vmem=512M" in category[0]
     assert "-q all.q" in category[0] and "-pe smp 2" in category[0]
@@ -295,7 +297,7 @@ def test_pending_job_deleted_from_outside_is_lost_with_a_reason(make_executor: M
     ex = make_executor("sge", cores=16, verify="n", accounting_wait=2)  # pends forever
     fut = ex.submit(abs, -1)
     wait_for(lambda: any(s.state is JobState.PENDING for s in fut.job.last_status.values()))
-    subprocess.run(["qdel", fut.native_id], check=True, capture_output=True)
+    subprocess.run(["qdel", str(fut.native_id)], check=True, capture_output=True)
     with pytest.raises(JobFailedError) as info:
         fut.result(timeout=TIMEOUT)
     assert info.value.state == "LOST"
