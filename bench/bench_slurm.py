@@ -51,7 +51,9 @@ def cluster_config() -> str:
     return proc.stdout.strip().splitlines()[-1]
 
 
-def median_with_gaps(fn: Callable[[], Any], runs: int, gap: float = 0.5) -> tuple[float, float, float]:
+def median_with_gaps(
+    fn: Callable[[], Any], runs: int, gap: float = 0.5
+) -> tuple[float, float, float]:
     """(median, min, max) wall time of ``fn`` over ``runs`` runs, with random 0..gap s pauses
     between them (so runs do not lock onto the scheduler's 1 s tick)."""
     times = []
@@ -88,13 +90,17 @@ def write_floor_script(job_dir: Path, partition: str) -> Path:
 
 
 def sbatch(script: Path) -> str:
-    out = subprocess.run(["sbatch", "--parsable", str(script)], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["sbatch", "--parsable", str(script)], check=True, capture_output=True, text=True
+    ).stdout
     return out.strip().split(";")[0]
 
 
 def sbatch_and_poll(script: Path) -> None:
     job = sbatch(script)
-    while subprocess.run(["squeue", "-h", "-j", job, "-o", "%i"], capture_output=True, text=True).stdout.strip():
+    while subprocess.run(
+        ["squeue", "-h", "-j", job, "-o", "%i"], capture_output=True, text=True
+    ).stdout.strip():
         time.sleep(0.05)
 
 
@@ -105,12 +111,16 @@ def sbatch_wait(script: Path) -> None:
 def sbatch_many_and_poll(script: Path, count: int) -> None:
     jobs = [sbatch(script) for _ in range(count)]
     ids = ",".join(jobs)
-    while subprocess.run(["squeue", "-h", "-j", ids, "-o", "%i"], capture_output=True, text=True).stdout.strip():
+    while subprocess.run(
+        ["squeue", "-h", "-j", ids, "-o", "%i"], capture_output=True, text=True
+    ).stdout.strip():
         time.sleep(0.05)
 
 
 def others_jobs() -> list[str]:
-    out = subprocess.run(["squeue", "-h", "-t", "PD,R,CG", "-o", "%i %j %T"], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["squeue", "-h", "-t", "PD,R,CG", "-o", "%i %j %T"], capture_output=True, text=True
+    ).stdout
     return out.split("\n") if out.strip() else []
 
 
@@ -118,9 +128,15 @@ def others_jobs() -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=20, help="runs for each one-call median (default 20)")
-    parser.add_argument("--wait-repeat", type=int, default=5, help="runs of sbatch --wait (default 5)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=20, help="runs for each one-call median (default 20)"
+    )
+    parser.add_argument(
+        "--wait-repeat", type=int, default=5, help="runs of sbatch --wait (default 5)"
+    )
     parser.add_argument("--no-submitit", action="store_true", help="skip submitit")
     parser.add_argument("--no-ssh", action="store_true", help="skip the profile slurm-ssh")
     args = parser.parse_args()
@@ -130,11 +146,16 @@ def main() -> None:
 
     busy = others_jobs()
     if busy:
-        print(f"note: {len(busy)} other job(s) in the queue at the start; figures may be slower:\n  "
-              + "\n  ".join(busy[:10]), file=sys.stderr)
+        print(
+            f"note: {len(busy)} other job(s) in the queue at the start; figures may be slower:\n  "
+            + "\n  ".join(busy[:10]),
+            file=sys.stderr,
+        )
 
     rows: list[tuple[str, str, str]] = []
-    base = Path(tempfile.mkdtemp(prefix="bench-slurm-", dir=os.environ.get("CLUSTRIX_BENCH_DIR", "/tmp")))
+    base = Path(
+        tempfile.mkdtemp(prefix="bench-slurm-", dir=os.environ.get("CLUSTRIX_BENCH_DIR", "/tmp"))
+    )
     floor_dir = base / "floor"
     floor_dir.mkdir()
 
@@ -142,26 +163,49 @@ def main() -> None:
     sched = ex.backend.scheduler
     partition = sched.partition or "debug"
     script = write_floor_script(floor_dir, partition)
-    print(f"partition {partition}: parallelism {sched.parallelism()}, MaxArraySize {sched.max_array_size()}",
-          file=sys.stderr)
+    print(
+        f"partition {partition}: parallelism {sched.parallelism()}, MaxArraySize {sched.max_array_size()}",
+        file=sys.stderr,
+    )
 
     # ---- one call
     floor = median_with_gaps(lambda: sbatch_and_poll(script), args.repeat)
-    rows.append(("one call: tight-loop floor (sbatch --parsable + squeue every 0.05 s)", fmt(floor[0]),
-                 f"median of {args.repeat}; {spread(floor)}"))
+    rows.append(
+        (
+            "one call: tight-loop floor (sbatch --parsable + squeue every 0.05 s)",
+            fmt(floor[0]),
+            f"median of {args.repeat}; {spread(floor)}",
+        )
+    )
     waited = median_with_gaps(lambda: sbatch_wait(script), args.wait_repeat)
-    rows.append(("one call: sbatch --wait", fmt(waited[0]), f"median of {args.wait_repeat}; {spread(waited)}"))
+    rows.append(
+        (
+            "one call: sbatch --wait",
+            fmt(waited[0]),
+            f"median of {args.wait_repeat}; {spread(waited)}",
+        )
+    )
 
     ex.submit(trivial, 0).result(120)  # warm: remote interpreter probed, plugin loaded
     local = median_with_gaps(lambda: ex.submit(trivial, 1).result(120), args.repeat)
-    rows.append(("one call: clustrix, local transport", fmt(local[0]),
-                 f"median of {args.repeat}; {local[0] / floor[0]:.2f}x the floor; {spread(local)}"))
+    rows.append(
+        (
+            "one call: clustrix, local transport",
+            fmt(local[0]),
+            f"median of {args.repeat}; {local[0] / floor[0]:.2f}x the floor; {spread(local)}",
+        )
+    )
     if not args.no_ssh:
         ex_ssh = ClusterExecutor("slurm-ssh")
         ex_ssh.submit(trivial, 0).result(120)
         remote = median_with_gaps(lambda: ex_ssh.submit(trivial, 1).result(120), args.repeat)
-        rows.append(("one call: clustrix, ssh transport", fmt(remote[0]),
-                     f"median of {args.repeat}; {remote[0] / floor[0]:.2f}x the floor; {spread(remote)}"))
+        rows.append(
+            (
+                "one call: clustrix, ssh transport",
+                fmt(remote[0]),
+                f"median of {args.repeat}; {remote[0] / floor[0]:.2f}x the floor; {spread(remote)}",
+            )
+        )
         ex_ssh.shutdown()
 
     submitit_ex = None
@@ -171,9 +215,16 @@ def main() -> None:
         submitit_ex = submitit.SlurmExecutor(folder=str(base / "submitit"))
         submitit_ex.update_parameters(partition=partition, time=30)
         submitit_ex.submit(trivial, 0).result()
-        sub1 = median_with_gaps(lambda: submitit_ex.submit(trivial, 1).result(), max(5, args.repeat // 2))
-        rows.append((f"one call: submitit {submitit.__version__}", fmt(sub1[0]),
-                     f"median of {max(5, args.repeat // 2)}; {spread(sub1)}"))
+        sub1 = median_with_gaps(
+            lambda: submitit_ex.submit(trivial, 1).result(), max(5, args.repeat // 2)
+        )
+        rows.append(
+            (
+                f"one call: submitit {submitit.__version__}",
+                fmt(sub1[0]),
+                f"median of {max(5, args.repeat // 2)}; {spread(sub1)}",
+            )
+        )
 
     # ---- many calls
     hundred = list(range(100))
@@ -181,12 +232,19 @@ def main() -> None:
     job = ex._jobs[-1]
     rows.append(("map of 100 calls: clustrix", fmt(t), f"{job.record.ntasks} array tasks"))
     if submitit_ex is not None:
+
         def submitit_map() -> None:
             jobs = submitit_ex.map_array(trivial, hundred)
             assert [j.result() for j in jobs] == hundred
 
         ts = once(submitit_map)
-        rows.append(("map of 100 calls: submitit map_array", fmt(ts), f"100 array tasks; clustrix {t / ts:.3f}x"))
+        rows.append(
+            (
+                "map of 100 calls: submitit map_array",
+                fmt(ts),
+                f"100 array tasks; clustrix {t / ts:.3f}x",
+            )
+        )
     t_many = once(lambda: sbatch_many_and_poll(script, 100))
     rows.append(("100 separate sbatch (floor script)", fmt(t_many), "until all left squeue"))
 
@@ -196,8 +254,11 @@ def main() -> None:
     rows.append(("map of 10,000 calls: clustrix", fmt(t10k), f"{job.record.ntasks} array tasks"))
 
     ex.shutdown()
-    print_table(f"SLURM {subprocess.run(['sbatch', '--version'], capture_output=True, text=True).stdout.strip()}, "
-                f"{os.cpu_count()} CPUs, partition {partition}", rows)
+    print_table(
+        f"SLURM {subprocess.run(['sbatch', '--version'], capture_output=True, text=True).stdout.strip()}, "
+        f"{os.cpu_count()} CPUs, partition {partition}",
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float = TIMEOUT, interval: f
 
 def squeue_state(native_id: str) -> str:
     """The state squeue shows for a job (all its tasks' states, sorted and joined)."""
-    out = subprocess.run(["squeue", "-h", "-t", "all", "-j", native_id, "-o", "%T"],
-                         capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-j", native_id, "-o", "%T"], capture_output=True, text=True
+    ).stdout.split()
     return ",".join(sorted(set(out)))
 
 
@@ -103,7 +104,9 @@ def timeout_job(slurm_config: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return _early["timeout"]
 
 
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
     """Tests that use ``timeout_job`` run last: the job is submitted first and the other tests
     run while it waits for its time limit."""
     late = [i for i in items if "timeout_job" in getattr(i, "fixturenames", ())]

@@ -34,13 +34,18 @@ def test_map_of_250_with_chunksize_10_is_one_array_of_25_tasks(executor: Cluster
     assert "#SBATCH --array=0-24\n" in script
     # SLURM ran 25 array tasks of that one job, and each task ran its 10 calls
     wait_for(lambda: squeue_state(sub.native_id) == "COMPLETED")
-    tasks = subprocess.run(["squeue", "-h", "-t", "all", "-j", sub.native_id, "-o", "%K"],
-                           capture_output=True, text=True).stdout.split()
+    tasks = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-j", sub.native_id, "-o", "%K"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert sorted(int(t) for t in tasks) == list(range(25))
     assert [job.task_of(i) for i in (0, 9, 10, 249)] == [0, 0, 1, 24]
 
 
-def test_one_failing_item_raises_its_own_exception_and_the_rest_are_retrievable(executor: ClusterExecutor) -> None:
+def test_one_failing_item_raises_its_own_exception_and_the_rest_are_retrievable(
+    executor: ClusterExecutor,
+) -> None:
     def picky(x: int) -> int:
         if x == 17:
             raise KeyError(f"item {x} is bad")
@@ -63,6 +68,7 @@ def test_one_failing_item_raises_its_own_exception_and_the_rest_are_retrievable(
 
 def test_map_without_chunksize_is_sized_to_the_partition(executor: ClusterExecutor) -> None:
     """2 CPUs with OverSubscribe=FORCE:4 on the test cluster: 8 tasks, many calls each."""
+
     def inc(x: int) -> int:
         return x + 1
 
@@ -84,7 +90,9 @@ def test_max_parallel_throttles_the_array(make_executor: Callable[..., ClusterEx
     assert "#SBATCH --array=0-5%2\n" in Path(job.record.job_dir, "job.0.sh").read_text()
 
 
-def test_arrays_larger_than_max_array_size_are_split(executor: ClusterExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_arrays_larger_than_max_array_size_are_split(
+    executor: ClusterExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The cluster's MaxArraySize is read from ``scontrol show config``; here it is lowered to 4
     for this scheduler only (restarting slurmctld with a lower limit: test_real_max_array_size)."""
     sched = executor.backend.scheduler
@@ -104,19 +112,30 @@ def test_arrays_larger_than_max_array_size_are_split(executor: ClusterExecutor, 
         wait_for(lambda sub=sub: squeue_state(sub.native_id) == "COMPLETED")
 
 
-@pytest.mark.skipif(os.environ.get("CLUSTRIX_SLURM_NO_RESTART") == "1",
-                    reason="CLUSTRIX_SLURM_NO_RESTART=1: this test restarts slurmctld and slurmd twice")
+@pytest.mark.skipif(
+    os.environ.get("CLUSTRIX_SLURM_NO_RESTART") == "1",
+    reason="CLUSTRIX_SLURM_NO_RESTART=1: this test restarts slurmctld and slurmd twice",
+)
 def test_real_max_array_size(use_config: Path) -> None:
     """The real way: bring the cluster up with MaxArraySize=5 (tests/clusters/slurm/up restarts
     slurmctld and slurmd, about 7 s), map 12 tasks (arrays of 5, 5, 2), and restore the limit."""
     up = Path(__file__).resolve().parents[1] / "clusters" / "slurm" / "up"
 
     def restart(size: str) -> None:
-        proc = subprocess.run([str(up)], env={**os.environ, "CLUSTRIX_SLURM_MAX_ARRAY_SIZE": size},
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [str(up)],
+            env={**os.environ, "CLUSTRIX_SLURM_MAX_ARRAY_SIZE": size},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
-        assert subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True).stdout.count(
-            f"MaxArraySize            = {size}\n") == 1
+        assert (
+            subprocess.run(
+                ["scontrol", "show", "config"], capture_output=True, text=True
+            ).stdout.count(f"MaxArraySize            = {size}\n")
+            == 1
+        )
 
     restart("5")
     try:
@@ -125,7 +144,11 @@ def test_real_max_array_size(use_config: Path) -> None:
             assert ex.backend.scheduler.max_array_size() == 5
             futures = ex.map_futures(square, range(12), chunksize=1)
             assert [f.result(timeout=TIMEOUT) for f in futures] == [x * x for x in range(12)]
-            assert [(s.first, s.count) for s in futures[0].job.submissions] == [(0, 5), (5, 5), (10, 2)]
+            assert [(s.first, s.count) for s in futures[0].job.submissions] == [
+                (0, 5),
+                (5, 5),
+                (10, 2),
+            ]
         finally:
             ex.shutdown(wait=False, cancel_futures=True)
     finally:

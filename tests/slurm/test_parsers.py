@@ -39,7 +39,9 @@ def result(case: str, argv: tuple[str, ...] = ("x",)) -> CommandResult:
     return CommandResult(argv=argv, returncode=code, stdout=out, stderr=err)
 
 
-def scheduler(answers: dict[str, Any] | None = None, **values: Any) -> tuple[SlurmScheduler, RecordingTransport]:
+def scheduler(
+    answers: dict[str, Any] | None = None, **values: Any
+) -> tuple[SlurmScheduler, RecordingTransport]:
     profile = build_profile("t", {"scheduler": "slurm", **values}, plugin_options={"sacct": ""})
     transport = RecordingTransport(answers=answers or {})
     return SlurmScheduler(profile=profile, transport=transport), transport
@@ -52,19 +54,48 @@ def sub(native: str, count: int = 1, first: int = 0) -> Submission:
 # ------------------------------------------------------------------ states
 
 ISSUE_STATES = {
-    "PENDING": JobState.PENDING, "CONFIGURING": JobState.PENDING, "RUNNING": JobState.RUNNING,
-    "COMPLETING": JobState.COMPLETING, "COMPLETED": JobState.COMPLETED, "FAILED": JobState.FAILED,
-    "CANCELLED": JobState.CANCELLED, "TIMEOUT": JobState.TIMEOUT, "OUT_OF_MEMORY": JobState.OUT_OF_MEMORY,
-    "NODE_FAIL": JobState.NODE_FAIL, "PREEMPTED": JobState.PREEMPTED, "REQUEUED": JobState.REQUEUED,
-    "BOOT_FAIL": JobState.BOOT_FAIL, "DEADLINE": JobState.DEADLINE, "SUSPENDED": JobState.SUSPENDED,
+    "PENDING": JobState.PENDING,
+    "CONFIGURING": JobState.PENDING,
+    "RUNNING": JobState.RUNNING,
+    "COMPLETING": JobState.COMPLETING,
+    "COMPLETED": JobState.COMPLETED,
+    "FAILED": JobState.FAILED,
+    "CANCELLED": JobState.CANCELLED,
+    "TIMEOUT": JobState.TIMEOUT,
+    "OUT_OF_MEMORY": JobState.OUT_OF_MEMORY,
+    "NODE_FAIL": JobState.NODE_FAIL,
+    "PREEMPTED": JobState.PREEMPTED,
+    "REQUEUED": JobState.REQUEUED,
+    "BOOT_FAIL": JobState.BOOT_FAIL,
+    "DEADLINE": JobState.DEADLINE,
+    "SUSPENDED": JobState.SUSPENDED,
 }
 # every state of SLURM 22.05 (squeue(1) "JOB STATE CODES"): long name and compact code
 ALL_SLURM_STATES = {
-    "BOOT_FAIL": "BF", "CANCELLED": "CA", "COMPLETED": "CD", "CONFIGURING": "CF", "COMPLETING": "CG",
-    "DEADLINE": "DL", "FAILED": "F", "NODE_FAIL": "NF", "OUT_OF_MEMORY": "OOM", "PENDING": "PD",
-    "PREEMPTED": "PR", "RUNNING": "R", "RESV_DEL_HOLD": "RD", "REQUEUE_FED": "RF", "REQUEUE_HOLD": "RH",
-    "REQUEUED": "RQ", "RESIZING": "RS", "REVOKED": "RV", "SIGNALING": "SI", "SPECIAL_EXIT": "SE",
-    "STAGE_OUT": "SO", "STOPPED": "ST", "SUSPENDED": "S", "TIMEOUT": "TO",
+    "BOOT_FAIL": "BF",
+    "CANCELLED": "CA",
+    "COMPLETED": "CD",
+    "CONFIGURING": "CF",
+    "COMPLETING": "CG",
+    "DEADLINE": "DL",
+    "FAILED": "F",
+    "NODE_FAIL": "NF",
+    "OUT_OF_MEMORY": "OOM",
+    "PENDING": "PD",
+    "PREEMPTED": "PR",
+    "RUNNING": "R",
+    "RESV_DEL_HOLD": "RD",
+    "REQUEUE_FED": "RF",
+    "REQUEUE_HOLD": "RH",
+    "REQUEUED": "RQ",
+    "RESIZING": "RS",
+    "REVOKED": "RV",
+    "SIGNALING": "SI",
+    "SPECIAL_EXIT": "SE",
+    "STAGE_OUT": "SO",
+    "STOPPED": "ST",
+    "SUSPENDED": "S",
+    "TIMEOUT": "TO",
 }
 
 
@@ -81,10 +112,31 @@ def test_every_slurm_state_and_its_compact_code_is_mapped_alike(native: str) -> 
 
 
 def test_retryable_states_are_final_and_the_waiting_ones_are_not() -> None:
-    for native in ("NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "TIMEOUT", "OUT_OF_MEMORY", "DEADLINE", "REVOKED"):
+    for native in (
+        "NODE_FAIL",
+        "PREEMPTED",
+        "BOOT_FAIL",
+        "TIMEOUT",
+        "OUT_OF_MEMORY",
+        "DEADLINE",
+        "REVOKED",
+    ):
         assert parsers.STATES[native].final, native
-    for native in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "SUSPENDED", "STOPPED",
-                   "REQUEUE_HOLD", "SPECIAL_EXIT", "RESV_DEL_HOLD", "SIGNALING", "STAGE_OUT", "RESIZING"):
+    for native in (
+        "PENDING",
+        "CONFIGURING",
+        "RUNNING",
+        "COMPLETING",
+        "REQUEUED",
+        "SUSPENDED",
+        "STOPPED",
+        "REQUEUE_HOLD",
+        "SPECIAL_EXIT",
+        "RESV_DEL_HOLD",
+        "SIGNALING",
+        "STAGE_OUT",
+        "RESIZING",
+    ):
         assert not parsers.STATES[native].final, native
 
 
@@ -96,8 +148,17 @@ def test_sacct_state_words() -> None:
 # ------------------------------------------------------------------ sbatch
 
 
-@pytest.mark.parametrize("case", ["sbatch_parsable", "sbatch_parsable_array", "sbatch_plain",
-                                  "sbatch_impossible_cpus", "sbatch_impossible_nodes", "sbatch_impossible_time"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "sbatch_parsable",
+        "sbatch_parsable_array",
+        "sbatch_plain",
+        "sbatch_impossible_cpus",
+        "sbatch_impossible_nodes",
+        "sbatch_impossible_time",
+    ],
+)
 def test_sbatch_output_gives_the_job_id(case: str) -> None:
     sched, _ = scheduler()
     native = sched.parse_submit(result(case))
@@ -108,8 +169,15 @@ def test_sbatch_parsable_with_a_cluster_name() -> None:
     assert parsers.parse_sbatch("sbatch: warning: something\n1234;cluster2\n") == "1234"
 
 
-@pytest.mark.parametrize("case", ["sbatch_impossible_mem", "sbatch_bad_partition", "sbatch_array_too_big",
-                                  "sbatch_array_max_index"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "sbatch_impossible_mem",
+        "sbatch_bad_partition",
+        "sbatch_array_too_big",
+        "sbatch_array_max_index",
+    ],
+)
 def test_rejected_sbatch_raises_with_its_message(case: str) -> None:
     sched, _ = scheduler()
     with pytest.raises(CommandError) as info:
@@ -120,7 +188,9 @@ def test_rejected_sbatch_raises_with_its_message(case: str) -> None:
 def test_sbatch_without_an_id_is_a_submission_error() -> None:
     sched, _ = scheduler()
     with pytest.raises(SubmissionError, match="no job id"):
-        sched.parse_submit(CommandResult(argv=("sbatch",), returncode=0, stdout="hello\n", stderr=""))
+        sched.parse_submit(
+            CommandResult(argv=("sbatch",), returncode=0, stdout="hello\n", stderr="")
+        )
 
 
 # ------------------------------------------------------------------ squeue
@@ -132,7 +202,11 @@ def test_squeue_rows_key_array_tasks_by_the_array_job() -> None:
     by_raw = {r.raw: r for r in rows}
     assert by_raw["73_[2-5%2]"].job_id == "73" and by_raw["73_[2-5%2]"].task is None
     assert by_raw["73_[2-5%2]"].reason == "JobArrayTaskLimit"
-    assert by_raw["73_1"].job_id == "73" and by_raw["73_1"].task == 1 and by_raw["73_1"].state == "RUNNING"
+    assert (
+        by_raw["73_1"].job_id == "73"
+        and by_raw["73_1"].task == 1
+        and by_raw["73_1"].state == "RUNNING"
+    )
     assert by_raw["70"].reason == "JobHeldUser" and by_raw["69"].reason == ""
 
 
@@ -156,8 +230,12 @@ def test_finished_jobs_get_their_final_state_from_the_same_squeue() -> None:
     status = sched.statuses([sub("66", count=4, first=10)])["66"]
     assert len(transport.calls) == 1  # no accounting query: squeue still knew the job
     assert status.state is JobState.FAILED and status.reason == "NonZeroExitCode"
-    assert status.tasks == {10: JobState.COMPLETED, 11: JobState.FAILED, 12: JobState.COMPLETED,
-                            13: JobState.FAILED}
+    assert status.tasks == {
+        10: JobState.COMPLETED,
+        11: JobState.FAILED,
+        12: JobState.COMPLETED,
+        13: JobState.FAILED,
+    }
 
 
 def test_squeue_of_one_unknown_id_is_an_empty_listing() -> None:
@@ -168,8 +246,12 @@ def test_squeue_of_one_unknown_id_is_an_empty_listing() -> None:
 
 def test_other_squeue_failures_raise_so_the_executor_retries() -> None:
     sched, _ = scheduler()
-    failed = CommandResult(argv=("squeue",), returncode=1, stdout="",
-                           stderr="slurm_load_jobs error: Unable to contact slurm controller (connect failure)")
+    failed = CommandResult(
+        argv=("squeue",),
+        returncode=1,
+        stdout="",
+        stderr="slurm_load_jobs error: Unable to contact slurm controller (connect failure)",
+    )
     with pytest.raises(CommandError, match="Unable to contact"):
         sched.parse_status(failed)
 
@@ -187,20 +269,34 @@ def test_sacct_rows() -> None:
 
 
 def test_steps_are_skipped() -> None:
-    rows = parsers.parse_sacct("\n".join(line.split("|", 1)[1] for line in text("sacct_steps_failed").splitlines()))
+    rows = parsers.parse_sacct(
+        "\n".join(line.split("|", 1)[1] for line in text("sacct_steps_failed").splitlines())
+    )
     assert [r.raw for r in rows] == ["67"]
 
 
 def test_final_states_from_one_sacct_call() -> None:
     sched, transport = scheduler({"sacct": captured("sacct_X_many")})
-    subs = [sub("63"), sub("64"), sub("66", count=4), sub("67"), sub("68"), sub("69"), sub("999999")]
+    subs = [
+        sub("63"),
+        sub("64"),
+        sub("66", count=4),
+        sub("67"),
+        sub("68"),
+        sub("69"),
+        sub("999999"),
+    ]
     finals = sched.final_statuses(subs)
     assert [c[0] for c in transport.calls] == ["sacct"]
     assert finals["63"].state is JobState.TIMEOUT
     assert finals["64"].state is JobState.COMPLETED and finals["64"].exit_code == 0
     assert finals["66"].state is JobState.FAILED and "66_1" in finals["66"].reason
-    assert finals["66"].tasks == {0: JobState.COMPLETED, 1: JobState.FAILED, 2: JobState.COMPLETED,
-                                  3: JobState.FAILED}
+    assert finals["66"].tasks == {
+        0: JobState.COMPLETED,
+        1: JobState.FAILED,
+        2: JobState.COMPLETED,
+        3: JobState.FAILED,
+    }
     assert finals["67"].state is JobState.FAILED and finals["67"].exit_code == 3
     assert "exit code 3" in finals["67"].reason
     assert "signal 9" in finals["68"].reason
@@ -229,8 +325,12 @@ def test_without_accounting_scontrol_answers_and_sacct_is_not_asked_again() -> N
     sched, transport = scheduler(answers)
     first = sched.final_statuses([sub("67"), sub("66", count=4)])
     assert first["67"].state is JobState.FAILED and first["67"].exit_code == 3
-    assert first["66"].tasks == {0: JobState.COMPLETED, 1: JobState.FAILED, 2: JobState.COMPLETED,
-                                 3: JobState.FAILED}
+    assert first["66"].tasks == {
+        0: JobState.COMPLETED,
+        1: JobState.FAILED,
+        2: JobState.COMPLETED,
+        3: JobState.FAILED,
+    }
     again = sched.final_statuses([sub("63"), sub("69")])
     assert again["63"].state is JobState.TIMEOUT and again["69"].state is JobState.CANCELLED
     programs = [c[0] for c in transport.calls]
@@ -238,7 +338,9 @@ def test_without_accounting_scontrol_answers_and_sacct_is_not_asked_again() -> N
 
 
 def test_sacct_false_never_runs_sacct() -> None:
-    answers = {"scontrol": lambda argv: captured(f"scontrol_show_job_oneline_{JOB_CASES[argv[-1]]}")}
+    answers = {
+        "scontrol": lambda argv: captured(f"scontrol_show_job_oneline_{JOB_CASES[argv[-1]]}")
+    }
     sched, transport = scheduler(answers, sacct=False)
     assert sched.final_status(sub("68")).state is JobState.FAILED  # type: ignore[union-attr]
     assert sched.final_status(sub("999999")) is None
@@ -247,12 +349,32 @@ def test_sacct_false_never_runs_sacct() -> None:
 
 # ------------------------------------------------------------------ scontrol
 
-JOB_CASES = {"63": "timeout", "64": "completed", "66": "array_mixed", "67": "failed", "68": "signal",
-             "69": "cancelled", "73": "array_throttled", "999999": "unknown"}
+JOB_CASES = {
+    "63": "timeout",
+    "64": "completed",
+    "66": "array_mixed",
+    "67": "failed",
+    "68": "signal",
+    "69": "cancelled",
+    "73": "array_throttled",
+    "999999": "unknown",
+}
 
 
-@pytest.mark.parametrize("case", ["completed", "failed", "signal", "cancelled", "timeout", "array_mixed",
-                                  "array_running", "array_throttled", "running"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "completed",
+        "failed",
+        "signal",
+        "cancelled",
+        "timeout",
+        "array_mixed",
+        "array_running",
+        "array_throttled",
+        "running",
+    ],
+)
 def test_scontrol_block_and_oneline_forms_agree(case: str) -> None:
     block = parsers.parse_scontrol_jobs(text(f"scontrol_show_job_{case}"))
     oneline = parsers.parse_scontrol_jobs(text(f"scontrol_show_job_oneline_{case}"))
@@ -290,24 +412,46 @@ def test_partitions_in_both_forms() -> None:
     oneline = parsers.parse_partitions(text("scontrol_show_partition_oneline"))
     assert oneline == parsers.parse_partitions(text("scontrol_show_partition"))
     debug, tiny = oneline
-    assert (debug.name, debug.default, debug.total_cpus, debug.oversubscribe) == ("debug", True, 2, "FORCE:4")
+    assert (debug.name, debug.default, debug.total_cpus, debug.oversubscribe) == (
+        "debug",
+        True,
+        2,
+        "FORCE:4",
+    )
     assert (tiny.name, tiny.default, tiny.max_time) == ("tiny", False, "00:01:00")
     assert debug.jobs_per_cpu == 4
 
 
-@pytest.mark.parametrize("oversubscribe,per_cpu", [("NO", 1), ("EXCLUSIVE", 1), ("YES:4", 1), ("FORCE", 4),
-                                                   ("FORCE:2", 2)])
+@pytest.mark.parametrize(
+    "oversubscribe,per_cpu",
+    [("NO", 1), ("EXCLUSIVE", 1), ("YES:4", 1), ("FORCE", 4), ("FORCE:2", 2)],
+)
 def test_oversubscribe_factor(oversubscribe: str, per_cpu: int) -> None:
-    part = parsers.Partition(name="p", default=True, state="UP", total_cpus=2, total_nodes=1,
-                             oversubscribe=oversubscribe, max_time="")
+    part = parsers.Partition(
+        name="p",
+        default=True,
+        state="UP",
+        total_cpus=2,
+        total_nodes=1,
+        oversubscribe=oversubscribe,
+        max_time="",
+    )
     assert part.jobs_per_cpu == per_cpu
 
 
-@pytest.mark.parametrize("values,expected", [({}, 8), ({"cores": 2}, 4), ({"cores": 3}, 2), ({"cores": 64}, 1),
-                                             ({"partition": "tiny"}, 8)])
-def test_parallelism_is_the_partitions_cpus_over_the_cpus_a_task_takes(values: dict[str, Any], expected: int) -> None:
+@pytest.mark.parametrize(
+    "values,expected",
+    [({}, 8), ({"cores": 2}, 4), ({"cores": 3}, 2), ({"cores": 64}, 1), ({"partition": "tiny"}, 8)],
+)
+def test_parallelism_is_the_partitions_cpus_over_the_cpus_a_task_takes(
+    values: dict[str, Any], expected: int
+) -> None:
     def answer(argv: list[str]) -> tuple[int, str, str]:
-        return captured("scontrol_show_partition_oneline_tiny" if argv[-1] == "tiny" else "scontrol_show_partition_oneline")
+        return captured(
+            "scontrol_show_partition_oneline_tiny"
+            if argv[-1] == "tiny"
+            else "scontrol_show_partition_oneline"
+        )
 
     sched, transport = scheduler({"scontrol": answer}, **values)
     assert sched.parallelism() == expected
@@ -324,33 +468,62 @@ def test_max_parallel_wins_without_asking_the_cluster() -> None:
 # ------------------------------------------------------------------ more captured cases
 
 
-@pytest.mark.parametrize("case", ["squeue_mixed_pipe", "squeue_finished", "squeue_impossible", "squeue_array_only",
-                                  "squeue_known_and_unknown", "squeue_oom_cgroup", "squeue_oom_overmemorykill"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "squeue_mixed_pipe",
+        "squeue_finished",
+        "squeue_impossible",
+        "squeue_array_only",
+        "squeue_known_and_unknown",
+        "squeue_oom_cgroup",
+        "squeue_oom_overmemorykill",
+    ],
+)
 def test_short_squeue_format_parses_alike(case: str) -> None:
     rows = parsers.parse_squeue(text(case))
     assert len(rows) == len(text(case).splitlines())
     for row in rows:
-        assert row.job_id.isdigit() and row.state in parsers.STATES and row.raw.startswith(row.job_id)
+        assert (
+            row.job_id.isdigit() and row.state in parsers.STATES and row.raw.startswith(row.job_id)
+        )
 
 
 def test_the_short_and_the_long_squeue_formats_agree() -> None:
-    short = {(r.job_id, r.task, r.state, r.reason) for r in parsers.parse_squeue(text("squeue_mixed_pipe"))}
-    long = {(r.job_id, r.task, r.state, r.reason) for r in parsers.parse_squeue(text("squeue_mixed_ids"))}
+    short = {
+        (r.job_id, r.task, r.state, r.reason)
+        for r in parsers.parse_squeue(text("squeue_mixed_pipe"))
+    }
+    long = {
+        (r.job_id, r.task, r.state, r.reason)
+        for r in parsers.parse_squeue(text("squeue_mixed_ids"))
+    }
     assert short == long
 
 
 def test_finished_states_in_squeue() -> None:
     sched, _ = scheduler()
     rows = {r.raw: sched.map_state(r.state) for r in parsers.parse_squeue(text("squeue_finished"))}
-    assert rows == {"69": JobState.CANCELLED, "64": JobState.COMPLETED, "66_0": JobState.COMPLETED,
-                    "66_2": JobState.COMPLETED, "66_1": JobState.FAILED, "66_3": JobState.FAILED,
-                    "67": JobState.FAILED, "68": JobState.FAILED, "63": JobState.TIMEOUT}
+    assert rows == {
+        "69": JobState.CANCELLED,
+        "64": JobState.COMPLETED,
+        "66_0": JobState.COMPLETED,
+        "66_2": JobState.COMPLETED,
+        "66_1": JobState.FAILED,
+        "66_3": JobState.FAILED,
+        "67": JobState.FAILED,
+        "68": JobState.FAILED,
+        "63": JobState.TIMEOUT,
+    }
 
 
 def test_impossible_requests_pend_with_a_reason() -> None:
     reasons = {r.raw: (r.state, r.reason) for r in parsers.parse_squeue(text("squeue_impossible"))}
-    assert reasons == {"88": ("PENDING", "PartitionNodeLimit"), "89": ("PENDING", "PartitionConfig"),
-                       "90": ("PENDING", "PartitionTimeLimit")}
+    assert reasons == {
+        "88": ("PENDING", "PartitionNodeLimit"),
+        "89": ("PENDING", "PartitionConfig"),
+        "90": ("PENDING", "PartitionTimeLimit"),
+    }
 
 
 def test_out_of_memory_where_cgroups_enforce_it() -> None:
@@ -369,8 +542,12 @@ def test_memory_kill_by_the_accounting_plugin_is_a_failure_by_signal_9() -> None
 
 def test_captured_accounting_disabled_falls_back_to_scontrol() -> None:
     assert EXIT_CODES["sacct_accounting_disabled"] == 1
-    sched, transport = scheduler({"sacct": captured("sacct_accounting_disabled"),
-                                  "scontrol": captured("scontrol_show_job_oneline_completed")})
+    sched, transport = scheduler(
+        {
+            "sacct": captured("sacct_accounting_disabled"),
+            "scontrol": captured("scontrol_show_job_oneline_completed"),
+        }
+    )
     status = sched.final_status(sub("64"))
     assert status is not None and status.state is JobState.COMPLETED
     assert [c[0] for c in transport.calls] == ["sacct", "scontrol"]

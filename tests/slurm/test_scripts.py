@@ -19,10 +19,18 @@ from .conftest import GOLDEN
 JOB_DIR = "/home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd"
 
 FULL = {
-    "cores": 4, "memory": "8GB", "time": "1d2h", "gpus": 2, "nodes": 2, "partition": "gpu",
-    "account": "proj-42", "qos": "high", "max_parallel": 5,
+    "cores": 4,
+    "memory": "8GB",
+    "time": "1d2h",
+    "gpus": 2,
+    "nodes": 2,
+    "partition": "gpu",
+    "account": "proj-42",
+    "qos": "high",
+    "max_parallel": 5,
     "env": {"OMP_NUM_THREADS": "4", "GREETING": "it's a 'test' $HOME"},
-    "modules": ["gcc/12.2", "cuda/12"], "setup": ["source ~/venvs/fit/bin/activate", "ulimit -c 0"],
+    "modules": ["gcc/12.2", "cuda/12"],
+    "setup": ["source ~/venvs/fit/bin/activate", "ulimit -c 0"],
     "directives": ["--constraint=haswell", "#SBATCH --exclusive", "--mail-type=FAIL"],
 }
 
@@ -32,15 +40,24 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
     "array": ({"partition": "debug"}, {"ntasks": 25}, JOB_DIR),
     "full_array": (FULL, {"ntasks": 40}, JOB_DIR),
     "full_single": (FULL, {"ntasks": 1}, JOB_DIR),
-    "split_array_second_chunk": ({"time": 90}, {"ntasks": 15000, "first": 10001, "count": 4999}, JOB_DIR),
-    "queue_and_spaces": ({"queue": "long", "memory": "1500MiB"}, {"ntasks": 3},
-                         "/home/bob smith/clustrix jobs/clustrix-f-1-2-3"),
+    "split_array_second_chunk": (
+        {"time": 90},
+        {"ntasks": 15000, "first": 10001, "count": 4999},
+        JOB_DIR,
+    ),
+    "queue_and_spaces": (
+        {"queue": "long", "memory": "1500MiB"},
+        {"ntasks": 3},
+        "/home/bob smith/clustrix jobs/clustrix-f-1-2-3",
+    ),
     "percent_in_path": ({}, {"ntasks": 2}, "/scratch/100%/clustrix-f-1-2-3"),
 }
 
 
 def make(values: dict[str, Any]) -> SlurmScheduler:
-    profile = build_profile("golden", {"scheduler": "slurm", **values}, plugin_options={"sacct": ""})
+    profile = build_profile(
+        "golden", {"scheduler": "slurm", **values}, plugin_options={"sacct": ""}
+    )
     sched = SlurmScheduler(profile=profile, transport=RecordingTransport())
     sched.validate(profile)
     return sched
@@ -49,8 +66,14 @@ def make(values: dict[str, Any]) -> SlurmScheduler:
 def render(values: dict[str, Any], args: dict[str, Any], job_dir: str) -> str:
     sched = make(values)
     ntasks = args["ntasks"]
-    job = JobSpec(job_id="20260101-120000-0a1b2c3d", name="clustrix-fit", job_dir=job_dir, ntasks=ntasks,
-                  python="/usr/bin/python3", profile=sched.profile)
+    job = JobSpec(
+        job_id="20260101-120000-0a1b2c3d",
+        name="clustrix-fit",
+        job_dir=job_dir,
+        ntasks=ntasks,
+        python="/usr/bin/python3",
+        profile=sched.profile,
+    )
     first = args.get("first", 0)
     count = args.get("count", ntasks)
     return sched.render_script(job, first=first, count=count, array=ntasks > 1)
@@ -89,29 +112,46 @@ def test_directives_come_before_the_first_command() -> None:
 
 def test_resources_are_converted() -> None:
     script = render(*CASES["full_single"])
-    for line in ("--cpus-per-task=4", "--mem=7630M", "--time=1-02:00:00", "--gres=gpu:2", "--nodes=2",
-                 "--partition=gpu", "--account=proj-42", "--qos=high", "--job-name=clustrix-fit"):
+    for line in (
+        "--cpus-per-task=4",
+        "--mem=7630M",
+        "--time=1-02:00:00",
+        "--gres=gpu:2",
+        "--nodes=2",
+        "--partition=gpu",
+        "--account=proj-42",
+        "--qos=high",
+        "--job-name=clustrix-fit",
+    ):
         assert f"#SBATCH {line}\n" in script
     assert "--array" not in script
 
 
 def test_submit_argv() -> None:
     sched = make({})
-    job = JobSpec(job_id="x", name="n", job_dir=JOB_DIR, ntasks=1, python="p", profile=sched.profile)
+    job = JobSpec(
+        job_id="x", name="n", job_dir=JOB_DIR, ntasks=1, python="p", profile=sched.profile
+    )
     assert sched.submit_argv(f"{JOB_DIR}/job.0.sh", job, first=0, count=1, array=False) == [
-        "sbatch", "--parsable", f"{JOB_DIR}/job.0.sh"]
+        "sbatch",
+        "--parsable",
+        f"{JOB_DIR}/job.0.sh",
+    ]
     assert sched.cancel_argv(["12", "13"]) == ["scancel", "12", "13"]
 
 
-@pytest.mark.parametrize("values,field", [
-    ({"partition": "a b"}, "partition"),
-    ({"account": "x\n#SBATCH --uid=0"}, "account"),
-    ({"qos": "'high'"}, "qos"),
-    ({"partition": "debug", "queue": "long"}, "partition"),
-    ({"directives": ["--constraint=a\n--exclusive"]}, "directives"),
-    ({"directives": ["#PBS -l nodes=1"]}, "directives"),
-    ({"sacct": "sometimes"}, "sacct"),
-])
+@pytest.mark.parametrize(
+    "values,field",
+    [
+        ({"partition": "a b"}, "partition"),
+        ({"account": "x\n#SBATCH --uid=0"}, "account"),
+        ({"qos": "'high'"}, "qos"),
+        ({"partition": "debug", "queue": "long"}, "partition"),
+        ({"directives": ["--constraint=a\n--exclusive"]}, "directives"),
+        ({"directives": ["#PBS -l nodes=1"]}, "directives"),
+        ({"sacct": "sometimes"}, "sacct"),
+    ],
+)
 def test_bad_requests_fail_before_submission(values: dict[str, Any], field: str) -> None:
     with pytest.raises(ConfigError, match=field):
         make(values)

@@ -86,7 +86,9 @@ def test_scancel_of_an_array_cancels_every_task(executor: ClusterExecutor) -> No
     assert squeue_state(job.submissions[0].native_id) == "CANCELLED"
 
 
-def test_a_job_pending_on_an_impossible_request_can_be_cancelled(make_executor: Callable[..., ClusterExecutor]) -> None:
+def test_a_job_pending_on_an_impossible_request_can_be_cancelled(
+    make_executor: Callable[..., ClusterExecutor],
+) -> None:
     """64 CPUs on a 2-CPU partition: SLURM accepts it (EnforcePartLimits=NO) and it pends for ever."""
     ex = make_executor("slurm", cores=64, cleanup="never")
     fut = ex.submit(nap, 0)
@@ -101,7 +103,9 @@ def test_a_job_pending_on_an_impossible_request_can_be_cancelled(make_executor: 
 
 
 @pytest.fixture
-def command_log(executor: ClusterExecutor, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[int, str]]]:
+def command_log(
+    executor: ClusterExecutor, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[list[tuple[int, str]]]:
     """(poll number, program) of every command the executor's monitor thread runs."""
     log: list[tuple[int, str]] = []
     transport = executor.backend.transport
@@ -116,8 +120,9 @@ def command_log(executor: ClusterExecutor, monkeypatch: pytest.MonkeyPatch) -> I
     yield log
 
 
-def test_one_squeue_per_poll_however_many_jobs_are_watched(executor: ClusterExecutor,
-                                                           command_log: list[tuple[int, str]]) -> None:
+def test_one_squeue_per_poll_however_many_jobs_are_watched(
+    executor: ClusterExecutor, command_log: list[tuple[int, str]]
+) -> None:
     futures = [executor.submit(nap, 0.5 + i / 10) for i in range(8)]
     futures += executor.map_futures(nap, [1.0] * 12, chunksize=2)
     futures += executor.map_futures(nap, [0.2] * 5, chunksize=1)
@@ -136,7 +141,9 @@ def test_one_squeue_per_poll_however_many_jobs_are_watched(executor: ClusterExec
 
 
 @pytest.fixture(scope="module")
-def finished_jobs(slurm_config: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Submission]:
+def finished_jobs(
+    slurm_config: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Submission]:
     """Real jobs that ended: a value, ``os._exit(3)``, and an array whose task 1 exits 5."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CLUSTRIX_CONFIG", str(slurm_config))
@@ -157,11 +164,15 @@ def finished_jobs(slurm_config: Path, tmp_path_factory: pytest.TempPathFactory) 
             assert [arr[i].result(TIMEOUT) for i in (0, 2, 3)] == [0, 2, 3]
         finally:
             ex.shutdown(wait=False)
-    return {"ok": ok.job.submissions[0], "bad": bad.job.submissions[0], "array": arr[0].job.submissions[0]}
+    return {
+        "ok": ok.job.submissions[0],
+        "bad": bad.job.submissions[0],
+        "array": arr[0].job.submissions[0],
+    }
 
 
 def lookup_kind(argv: Any) -> str:
-    """"sacct", "scontrol" (show job), or the program's name for other commands."""
+    """ "sacct", "scontrol" (show job), or the program's name for other commands."""
     if argv[0] == "scontrol" and "job" in argv:
         return "scontrol"
     return "sacct" if argv[0] == "sacct" else f"other:{argv[0]}"
@@ -173,12 +184,21 @@ def check_finals(finals: dict[str, JobStatus], jobs: dict[str, Submission]) -> N
     assert bad.state is JobState.FAILED and bad.exit_code == 3
     arr = finals[jobs["array"].native_id]
     assert arr.state is JobState.FAILED and arr.exit_code == 5
-    assert arr.tasks == {0: JobState.COMPLETED, 1: JobState.FAILED, 2: JobState.COMPLETED, 3: JobState.COMPLETED}
+    assert arr.tasks == {
+        0: JobState.COMPLETED,
+        1: JobState.FAILED,
+        2: JobState.COMPLETED,
+        3: JobState.COMPLETED,
+    }
 
 
 @pytest.mark.parametrize("sacct,program", [("auto", "sacct"), (True, "sacct"), (False, "scontrol")])
-def test_final_states_of_finished_jobs(make_executor: Callable[..., ClusterExecutor], finished_jobs: dict[str, Submission],
-                                       sacct: Any, program: str) -> None:
+def test_final_states_of_finished_jobs(
+    make_executor: Callable[..., ClusterExecutor],
+    finished_jobs: dict[str, Submission],
+    sacct: Any,
+    program: str,
+) -> None:
     ex = make_executor("slurm", sacct=sacct)
     sched = ex.backend.scheduler
     calls: list[str] = []
@@ -188,34 +208,49 @@ def test_final_states_of_finished_jobs(make_executor: Callable[..., ClusterExecu
     me = threading.current_thread()
 
     def run(argv: Any, **kwargs: Any) -> Any:
-        if threading.current_thread() is me:  # the transport is shared with other executors' monitors
+        if (
+            threading.current_thread() is me
+        ):  # the transport is shared with other executors' monitors
             calls.append(lookup_kind(argv))
             argvs.append(list(argv))
         return original(argv, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sched.transport, "run", run)
-        finals = wait_for(lambda: (lambda f: f if len(f) == 3 else None)(sched.final_statuses(list(finished_jobs.values()))),
-                          timeout=30)
+        finals = wait_for(
+            lambda: (lambda f: f if len(f) == 3 else None)(
+                sched.final_statuses(list(finished_jobs.values()))
+            ),
+            timeout=30,
+        )
     check_finals(finals, finished_jobs)
     assert set(calls) == {program}
     ids = sorted(s.native_id for s in finished_jobs.values())
-    if program == "sacct":  # one call for all three jobs (repeated while the accounting lags behind)
+    if (
+        program == "sacct"
+    ):  # one call for all three jobs (repeated while the accounting lags behind)
         assert all(sorted(a[-2].split("=", 1)[1].split(",")) == ids for a in argvs), argvs
     else:  # scontrol show job takes one id
         assert sorted({a[-1] for a in argvs}) == ids
 
 
 @pytest.mark.parametrize("sacct,program", [("auto", "sacct"), (False, "scontrol")])
-def test_executor_uses_the_lookup_for_jobs_squeue_forgot(make_executor: Callable[..., ClusterExecutor],
-                                                       monkeypatch: pytest.MonkeyPatch, sacct: Any, program: str) -> None:
+def test_executor_uses_the_lookup_for_jobs_squeue_forgot(
+    make_executor: Callable[..., ClusterExecutor],
+    monkeypatch: pytest.MonkeyPatch,
+    sacct: Any,
+    program: str,
+) -> None:
     """As if slurmctld had purged finished jobs (MinJobAge): squeue lists only live ones, and
     the executor learns how the others ended from sacct, or scontrol with ``sacct = false``."""
     ex = make_executor("slurm", sacct=sacct, cleanup="never")
     sched = ex.backend.scheduler
     original_parse = sched.parse_status
-    monkeypatch.setattr(sched, "parse_status",
-                        lambda result: [e for e in original_parse(result) if not sched.map_state(e.state).final])
+    monkeypatch.setattr(
+        sched,
+        "parse_status",
+        lambda result: [e for e in original_parse(result) if not sched.map_state(e.state).final],
+    )
     looked_up: list[str] = []
     original_final = sched.final_statuses
 
@@ -226,7 +261,11 @@ def test_executor_uses_the_lookup_for_jobs_squeue_forgot(make_executor: Callable
     monkeypatch.setattr(sched, "final_statuses", final_statuses)
     runs: list[str] = []
     original_run = sched.transport.run
-    monkeypatch.setattr(sched.transport, "run", lambda argv, **kw: (runs.append(lookup_kind(argv)), original_run(argv, **kw))[1])
+    monkeypatch.setattr(
+        sched.transport,
+        "run",
+        lambda argv, **kw: (runs.append(lookup_kind(argv)), original_run(argv, **kw))[1],
+    )
 
     fine = ex.submit(nap, 0.1)
     dies = ex.submit(exit_with, 7)
@@ -246,7 +285,9 @@ def test_a_job_that_neither_squeue_nor_accounting_knows_is_lost(executor: Cluste
     record = fut.job.record
     Path(record.job_dir, "result.0").unlink()
     record.submissions = [{"native_id": "60000000", "first": 0, "count": 1}]
-    status = executor.backend.scheduler.statuses([Submission(native_id="60000000", job_dir=record.job_dir)])
+    status = executor.backend.scheduler.statuses(
+        [Submission(native_id="60000000", job_dir=record.job_dir)]
+    )
     assert status["60000000"].state is JobState.LOST
     handle = JobHandle(record)
     try:

@@ -16,35 +16,59 @@ from clustrix_core.scheduler import JobState
 #: and the compact codes of ``squeue %t``) mapped onto the core's states.
 STATES: Mapping[str, JobState] = {
     # waiting to start
-    "PENDING": JobState.PENDING, "PD": JobState.PENDING,
-    "CONFIGURING": JobState.PENDING, "CF": JobState.PENDING,  # allocated, nodes still booting
+    "PENDING": JobState.PENDING,
+    "PD": JobState.PENDING,
+    "CONFIGURING": JobState.PENDING,
+    "CF": JobState.PENDING,  # allocated, nodes still booting
     # held: will not start until released
-    "REQUEUE_HOLD": JobState.HELD, "RH": JobState.HELD,
-    "SPECIAL_EXIT": JobState.HELD, "SE": JobState.HELD,
-    "RESV_DEL_HOLD": JobState.HELD, "RD": JobState.HELD,
+    "REQUEUE_HOLD": JobState.HELD,
+    "RH": JobState.HELD,
+    "SPECIAL_EXIT": JobState.HELD,
+    "SE": JobState.HELD,
+    "RESV_DEL_HOLD": JobState.HELD,
+    "RD": JobState.HELD,
     # running
-    "RUNNING": JobState.RUNNING, "R": JobState.RUNNING,
-    "RESIZING": JobState.RUNNING, "RS": JobState.RUNNING,
-    "SIGNALING": JobState.RUNNING, "SI": JobState.RUNNING,
-    "SUSPENDED": JobState.SUSPENDED, "S": JobState.SUSPENDED,
-    "STOPPED": JobState.SUSPENDED, "ST": JobState.SUSPENDED,
+    "RUNNING": JobState.RUNNING,
+    "R": JobState.RUNNING,
+    "RESIZING": JobState.RUNNING,
+    "RS": JobState.RUNNING,
+    "SIGNALING": JobState.RUNNING,
+    "SI": JobState.RUNNING,
+    "SUSPENDED": JobState.SUSPENDED,
+    "S": JobState.SUSPENDED,
+    "STOPPED": JobState.SUSPENDED,
+    "ST": JobState.SUSPENDED,
     # ending
-    "COMPLETING": JobState.COMPLETING, "CG": JobState.COMPLETING,
-    "STAGE_OUT": JobState.COMPLETING, "SO": JobState.COMPLETING,
+    "COMPLETING": JobState.COMPLETING,
+    "CG": JobState.COMPLETING,
+    "STAGE_OUT": JobState.COMPLETING,
+    "SO": JobState.COMPLETING,
     # back in the queue (node failure, preemption with requeue, scontrol requeue)
-    "REQUEUED": JobState.REQUEUED, "RQ": JobState.REQUEUED,
-    "REQUEUE_FED": JobState.REQUEUED, "RF": JobState.REQUEUED,
+    "REQUEUED": JobState.REQUEUED,
+    "RQ": JobState.REQUEUED,
+    "REQUEUE_FED": JobState.REQUEUED,
+    "RF": JobState.REQUEUED,
     # final
-    "COMPLETED": JobState.COMPLETED, "CD": JobState.COMPLETED,
-    "FAILED": JobState.FAILED, "F": JobState.FAILED,
-    "CANCELLED": JobState.CANCELLED, "CA": JobState.CANCELLED,
-    "REVOKED": JobState.CANCELLED, "RV": JobState.CANCELLED,  # federation: runs on another cluster
-    "TIMEOUT": JobState.TIMEOUT, "TO": JobState.TIMEOUT,
-    "OUT_OF_MEMORY": JobState.OUT_OF_MEMORY, "OOM": JobState.OUT_OF_MEMORY,
-    "NODE_FAIL": JobState.NODE_FAIL, "NF": JobState.NODE_FAIL,
-    "PREEMPTED": JobState.PREEMPTED, "PR": JobState.PREEMPTED,
-    "BOOT_FAIL": JobState.BOOT_FAIL, "BF": JobState.BOOT_FAIL,
-    "DEADLINE": JobState.DEADLINE, "DL": JobState.DEADLINE,
+    "COMPLETED": JobState.COMPLETED,
+    "CD": JobState.COMPLETED,
+    "FAILED": JobState.FAILED,
+    "F": JobState.FAILED,
+    "CANCELLED": JobState.CANCELLED,
+    "CA": JobState.CANCELLED,
+    "REVOKED": JobState.CANCELLED,
+    "RV": JobState.CANCELLED,  # federation: runs on another cluster
+    "TIMEOUT": JobState.TIMEOUT,
+    "TO": JobState.TIMEOUT,
+    "OUT_OF_MEMORY": JobState.OUT_OF_MEMORY,
+    "OOM": JobState.OUT_OF_MEMORY,
+    "NODE_FAIL": JobState.NODE_FAIL,
+    "NF": JobState.NODE_FAIL,
+    "PREEMPTED": JobState.PREEMPTED,
+    "PR": JobState.PREEMPTED,
+    "BOOT_FAIL": JobState.BOOT_FAIL,
+    "BF": JobState.BOOT_FAIL,
+    "DEADLINE": JobState.DEADLINE,
+    "DL": JobState.DEADLINE,
 }
 
 #: ``squeue --format`` of the status query: the id as printed (``123``, ``123_4``,
@@ -115,8 +139,15 @@ def parse_squeue(text: str) -> list[JobRow]:
             job_id, task_no = _split_id(raw)  # type: ignore[misc]
         else:
             continue
-        rows.append(JobRow(job_id=job_id, task=task_no, state=native_state(state),
-                           reason=clean_reason(reason), raw=raw))
+        rows.append(
+            JobRow(
+                job_id=job_id,
+                task=task_no,
+                state=native_state(state),
+                reason=clean_reason(reason),
+                raw=raw,
+            )
+        )
     return rows
 
 
@@ -138,9 +169,17 @@ def parse_sacct(text: str) -> list[JobRow]:
             continue
         job_id, task = split
         code, sig = _exit(parts[2])
-        rows.append(JobRow(job_id=job_id, task=task, state=native_state(parts[1]),
-                           reason=clean_reason(parts[3]) if len(parts) > 3 else "",
-                           exit_code=code, signal=sig, raw=parts[0].strip()))
+        rows.append(
+            JobRow(
+                job_id=job_id,
+                task=task,
+                state=native_state(parts[1]),
+                reason=clean_reason(parts[3]) if len(parts) > 3 else "",
+                exit_code=code,
+                signal=sig,
+                raw=parts[0].strip(),
+            )
+        )
     return rows
 
 
@@ -179,8 +218,17 @@ def parse_scontrol_jobs(text: str) -> list[JobRow]:
         else:
             job_id, task_no, raw = rec["JobId"], None, rec["JobId"]
         code, sig = _exit(rec.get("ExitCode", ""))
-        rows.append(JobRow(job_id=job_id, task=task_no, state=native_state(rec["JobState"]),
-                           reason=clean_reason(rec.get("Reason", "")), exit_code=code, signal=sig, raw=raw))
+        rows.append(
+            JobRow(
+                job_id=job_id,
+                task=task_no,
+                state=native_state(rec["JobState"]),
+                reason=clean_reason(rec.get("Reason", "")),
+                exit_code=code,
+                signal=sig,
+                raw=raw,
+            )
+        )
     return rows
 
 
@@ -210,19 +258,26 @@ class Partition:
         return 1
 
 
+def _number(rec: Mapping[str, str], key: str) -> int:
+    value = rec.get(key, "")
+    return int(value) if value.isdigit() else 0
+
+
 def parse_partitions(text: str) -> list[Partition]:
     """Partitions of ``scontrol --oneliner show partition [NAME]``."""
     out = []
     for rec in scontrol_records(text):
         if "PartitionName" not in rec:
             continue
-
-        def num(key: str) -> int:
-            value = rec.get(key, "")
-            return int(value) if value.isdigit() else 0
-
-        out.append(Partition(name=rec["PartitionName"], default=rec.get("Default") == "YES",
-                             state=rec.get("State", ""), total_cpus=num("TotalCPUs"),
-                             total_nodes=num("TotalNodes"), oversubscribe=rec.get("OverSubscribe", "NO"),
-                             max_time=rec.get("MaxTime", "")))
+        out.append(
+            Partition(
+                name=rec["PartitionName"],
+                default=rec.get("Default") == "YES",
+                state=rec.get("State", ""),
+                total_cpus=_number(rec, "TotalCPUs"),
+                total_nodes=_number(rec, "TotalNodes"),
+                oversubscribe=rec.get("OverSubscribe", "NO"),
+                max_time=rec.get("MaxTime", ""),
+            )
+        )
     return out

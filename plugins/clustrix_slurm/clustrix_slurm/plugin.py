@@ -14,5 +14,9 @@ from clustrix_core.plugins import SchedulerSpec
 def clustrix_schedulers() -> Iterator[SchedulerSpec]:
     from .scheduler import OPTIONS, SlurmScheduler
 
-    yield SchedulerSpec(name="slurm", cls=SlurmScheduler, options=dict(OPTIONS),
-                        summary="SLURM: sbatch --parsable, one squeue per poll, sacct/scontrol, scancel, arrays")
+    yield SchedulerSpec(
+        name="slurm",
+        cls=SlurmScheduler,
+        options=dict(OPTIONS),
+        summary="SLURM: sbatch --parsable, one squeue per poll, sacct/scontrol, scancel, arrays",
+    )

@@ -23,7 +23,14 @@ from typing import Any
 
 from clustrix_core.errors import ConfigError, SubmissionError
 from clustrix_core.resources import format_dhms, mebibytes
-from clustrix_core.scheduler import BatchScheduler, JobSpec, JobState, JobStatus, QueueEntry, Submission
+from clustrix_core.scheduler import (
+    BatchScheduler,
+    JobSpec,
+    JobState,
+    JobStatus,
+    QueueEntry,
+    Submission,
+)
 from clustrix_core.transport import CommandResult
 
 from . import parsers
@@ -33,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 OPTIONS = {
     "sacct": "how to learn the end of a job squeue no longer lists: 'auto' (default: sacct when "
-             "accounting works, else scontrol show job), true (always sacct), false (never sacct)",
+    "accounting works, else scontrol show job), true (always sacct), false (never sacct)",
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.,:+@=-]+$")
 _UNKNOWN_JOB = "Invalid job id specified"
@@ -80,18 +87,26 @@ class SlurmScheduler(BatchScheduler):
     def validate(self, profile: Any) -> None:
         _sacct_mode(profile.options.get("sacct"))
         if profile.partition and profile.queue and profile.partition != profile.queue:
-            raise ConfigError(f"partition={profile.partition!r} and queue={profile.queue!r} disagree: "
-                              "SLURM calls queues partitions; set one of them")
+            raise ConfigError(
+                f"partition={profile.partition!r} and queue={profile.queue!r} disagree: "
+                "SLURM calls queues partitions; set one of them"
+            )
         for key in ("partition", "queue", "account", "qos"):
             value = getattr(profile, key)
             if value is not None and not _NAME_RE.match(value):
-                raise ConfigError(f"{key}={value!r} is not a SLURM name (letters, digits and _.,:+@=- only)")
+                raise ConfigError(
+                    f"{key}={value!r} is not a SLURM name (letters, digits and _.,:+@=- only)"
+                )
         for line in profile.directives:
             if "\n" in line or "\r" in line:
-                raise ConfigError(f"directives: {line!r} spans several lines; give one directive per item")
+                raise ConfigError(
+                    f"directives: {line!r} spans several lines; give one directive per item"
+                )
             if line.startswith("#") and not line.startswith("#SBATCH"):
-                raise ConfigError(f"directives: {line!r} starts with '#' but not '#SBATCH'; write "
-                                  "'--option=value' or '#SBATCH --option=value'")
+                raise ConfigError(
+                    f"directives: {line!r} starts with '#' but not '#SBATCH'; write "
+                    "'--option=value' or '#SBATCH --option=value'"
+                )
 
     @property
     def partition(self) -> str | None:
@@ -104,8 +119,11 @@ class SlurmScheduler(BatchScheduler):
             result = self.transport.run(["scontrol", "show", "config"])
             value = parsers.parse_config_value(result.stdout, "MaxArraySize") if result.ok else None
             if value is None or not value.isdigit():
-                logger.warning("slurm: cannot read MaxArraySize (scontrol show config: exit %s); "
-                               "assuming 1001", result.returncode)
+                logger.warning(
+                    "slurm: cannot read MaxArraySize (scontrol show config: exit %s); "
+                    "assuming 1001",
+                    result.returncode,
+                )
                 value = "1001"
             self._max_array = int(value)
             if self._max_array == 0:  # job arrays disabled on this cluster: one job per task
@@ -125,8 +143,12 @@ class SlurmScheduler(BatchScheduler):
             parts = parsers.parse_partitions(result.stdout) if result.ok else []
             chosen = [p for p in parts if p.default] or parts
             if not chosen:
-                logger.warning("slurm: cannot read the partition (%s: exit %s %s); map runs 1 task",
-                               " ".join(argv), result.returncode, result.stderr.strip())
+                logger.warning(
+                    "slurm: cannot read the partition (%s: exit %s %s); map runs 1 task",
+                    " ".join(argv),
+                    result.returncode,
+                    result.stderr.strip(),
+                )
                 self._parallelism = 1
             else:
                 part = chosen[0]
@@ -179,7 +201,9 @@ class SlurmScheduler(BatchScheduler):
             lines.append(f"--array={spec}")
         return [f"{self.directive_prefix} {line}" for line in lines]
 
-    def submit_argv(self, script_path: str, job: JobSpec, *, first: int, count: int, array: bool) -> list[str]:
+    def submit_argv(
+        self, script_path: str, job: JobSpec, *, first: int, count: int, array: bool
+    ) -> list[str]:
         return ["sbatch", "--parsable", script_path]
 
     def parse_submit(self, result: CommandResult) -> str:
@@ -191,15 +215,22 @@ class SlurmScheduler(BatchScheduler):
 
     # ------------------------------------------------------------ watching
     def status_argv(self, native_ids: Sequence[str]) -> list[str]:
-        return ["squeue", "--noheader", "--states=all", f"--jobs={','.join(native_ids)}",
-                f"--format={parsers.SQUEUE_FORMAT}"]
+        return [
+            "squeue",
+            "--noheader",
+            "--states=all",
+            f"--jobs={','.join(native_ids)}",
+            f"--format={parsers.SQUEUE_FORMAT}",
+        ]
 
     def parse_status(self, result: CommandResult) -> list[QueueEntry]:
         if result.returncode != 0 and _UNKNOWN_JOB in result.stderr:
             return []  # squeue -j with one id that slurmctld no longer knows: exit 1
         result.assert_success()
-        return [QueueEntry(job_id=r.job_id, task=r.task, state=r.state, reason=r.reason)
-                for r in parsers.parse_squeue(result.stdout)]
+        return [
+            QueueEntry(job_id=r.job_id, task=r.task, state=r.state, reason=r.reason)
+            for r in parsers.parse_squeue(result.stdout)
+        ]
 
     def final_status(self, submission: Submission) -> JobStatus | None:
         return self.final_statuses([submission]).get(submission.native_id)
@@ -215,7 +246,9 @@ class SlurmScheduler(BatchScheduler):
         if rows is None:
             rows = []
             for sub in submissions:
-                result = self.transport.run(["scontrol", "--oneliner", "show", "job", sub.native_id])
+                result = self.transport.run(
+                    ["scontrol", "--oneliner", "show", "job", sub.native_id]
+                )
                 if result.ok:
                     rows.extend(parsers.parse_scontrol_jobs(result.stdout))
         by_job: dict[str, list[JobRow]] = {}
@@ -230,13 +263,23 @@ class SlurmScheduler(BatchScheduler):
 
     def _sacct_rows(self, ids: Sequence[str]) -> list[JobRow] | None:
         """sacct's rows, or ``None`` when accounting does not work here (then: scontrol)."""
-        result = self.transport.run(["sacct", "--noheader", "--parsable2", "--allocations",
-                                     f"--jobs={','.join(ids)}", f"--format={parsers.SACCT_FIELDS}"])
+        result = self.transport.run(
+            [
+                "sacct",
+                "--noheader",
+                "--parsable2",
+                "--allocations",
+                f"--jobs={','.join(ids)}",
+                f"--format={parsers.SACCT_FIELDS}",
+            ]
+        )
         if result.ok:
             return parsers.parse_sacct(result.stdout)
         message = (result.stderr or result.stdout).strip()
         if self._sacct == "auto":
-            logger.info("slurm: sacct does not work here (%s); using scontrol show job from now on", message)
+            logger.info(
+                "slurm: sacct does not work here (%s); using scontrol show job from now on", message
+            )
             self._sacct = "off"
         else:
             logger.warning("slurm: sacct failed (exit %s): %s", result.returncode, message)
