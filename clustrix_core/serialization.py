@@ -123,7 +123,15 @@ class CloudpickleSerializer(Serializer):
     name = "cloudpickle"
 
     def applies(self, remote: RemoteInfo) -> bool:
-        return remote.cloudpickle is not None and same_minor(remote)
+        # A pickle is read back only by the same cloudpickle major version (3.x output refers to
+        # helpers 2.x lacks: "Can't get attribute '_function_setstate'"); else the source strategy.
+        local = _module_version("cloudpickle")
+        return (
+            remote.cloudpickle is not None
+            and same_minor(remote)
+            and local is not None
+            and local.split(".")[0] == remote.cloudpickle.split(".")[0]
+        )
 
     def encode(self, fn: Callable[..., Any], calls: Sequence[Call], protocol: int) -> bytes:
         import cloudpickle
