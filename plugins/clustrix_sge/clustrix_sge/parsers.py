@@ -9,7 +9,6 @@ import signal
 import xml.etree.ElementTree as ET
 
 import attrs
-
 from clustrix_core.scheduler import JobState, QueueEntry
 
 _SUBMIT_RE = re.compile(r"^(\d+)(?:\.\d+-\d+:\d+)?$")
