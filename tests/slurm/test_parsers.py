@@ -42,7 +42,9 @@ def result(case: str, argv: tuple[str, ...] = ("x",)) -> CommandResult:
 def scheduler(
     answers: dict[str, Any] | None = None, **values: Any
 ) -> tuple[SlurmScheduler, RecordingTransport]:
-    profile = build_profile("t", {"scheduler": "slurm", **values}, plugin_options={"sacct": ""})
+    profile = build_profile(
+        "t", {"scheduler": "slurm", **values}, plugin_options={"sacct": "", "lost_grace": ""}
+    )
     transport = RecordingTransport(answers=answers or {})
     return SlurmScheduler(profile=profile, transport=transport), transport
 

@@ -56,7 +56,7 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
 
 def make(values: dict[str, Any]) -> SlurmScheduler:
     profile = build_profile(
-        "golden", {"scheduler": "slurm", **values}, plugin_options={"sacct": ""}
+        "golden", {"scheduler": "slurm", **values}, plugin_options={"sacct": "", "lost_grace": ""}
     )
     sched = SlurmScheduler(profile=profile, transport=RecordingTransport())
     sched.validate(profile)
@@ -150,6 +150,8 @@ def test_submit_argv() -> None:
         ({"directives": ["--constraint=a\n--exclusive"]}, "directives"),
         ({"directives": ["#PBS -l nodes=1"]}, "directives"),
         ({"sacct": "sometimes"}, "sacct"),
+        ({"lost_grace": -1}, "lost_grace"),
+        ({"lost_grace": "long"}, "lost_grace"),
     ],
 )
 def test_bad_requests_fail_before_submission(values: dict[str, Any], field: str) -> None:

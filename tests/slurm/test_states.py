@@ -278,8 +278,12 @@ def test_executor_uses_the_lookup_for_jobs_squeue_forgot(
     assert other not in runs  # the other way was not used
 
 
-def test_a_job_that_neither_squeue_nor_accounting_knows_is_lost(executor: ClusterExecutor) -> None:
-    """Re-attaching to a job id SLURM never heard of (and whose directory has no result): LOST."""
+def test_a_job_that_neither_squeue_nor_accounting_knows_is_lost(
+    make_executor: Callable[..., ClusterExecutor],
+) -> None:
+    """Re-attaching to a job id SLURM never heard of (and whose directory has no result): LOST
+    after ``lost_grace`` seconds."""
+    executor = make_executor("slurm", cleanup="never", lost_grace=2)
     fut = executor.submit(nap, 0)
     assert fut.result(TIMEOUT) == 0
     record = fut.job.record
@@ -291,8 +295,10 @@ def test_a_job_that_neither_squeue_nor_accounting_knows_is_lost(executor: Cluste
     assert status["60000000"].state is JobState.LOST
     handle = JobHandle(record)
     try:
+        start = time.monotonic()
         with pytest.raises(JobFailedError) as info:
             handle.result(timeout=TIMEOUT)
         assert info.value.state == "LOST"
+        assert time.monotonic() - start >= 2
     finally:
         handle.executor.shutdown(wait=False)

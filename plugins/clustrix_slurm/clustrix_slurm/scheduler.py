@@ -39,6 +39,8 @@ from .parsers import JobRow
 logger = logging.getLogger(__name__)
 
 OPTIONS = {
+    "lost_grace": "seconds a finished job without a result file (shared file systems lag) or a job "
+    "neither squeue nor the accounting knows is looked for before it fails as LOST; default 30",
     "sacct": "how to learn the end of a job squeue no longer lists: 'auto' (default: sacct when "
     "accounting works, else scontrol show job), true (always sacct), false (never sacct)",
 }
@@ -54,6 +56,14 @@ def _sacct_mode(value: Any) -> str:
     if value in (False, "false", "no", "off", 0):
         return "off"
     raise ConfigError(f"sacct={value!r} must be true, false or 'auto'")
+
+
+def _lost_grace(value: Any) -> float:
+    if value is None:
+        return 30.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"lost_grace={value!r} must be a number of seconds >= 0")
+    return float(value)
 
 
 def _directive_value(value: str) -> str:
@@ -80,12 +90,14 @@ class SlurmScheduler(BatchScheduler):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._sacct = _sacct_mode(self.profile.options.get("sacct"))
+        self.lost_grace = _lost_grace(self.profile.options.get("lost_grace"))
         self._max_array: int | None | bool = False  # False: not read yet
         self._parallelism: int | None = None
 
     # ------------------------------------------------------------ validation
     def validate(self, profile: Any) -> None:
         _sacct_mode(profile.options.get("sacct"))
+        _lost_grace(profile.options.get("lost_grace"))
         if profile.partition and profile.queue and profile.partition != profile.queue:
             raise ConfigError(
                 f"partition={profile.partition!r} and queue={profile.queue!r} disagree: "
