@@ -162,3 +162,49 @@ def test_bad_requests_fail_before_submission(values: dict[str, Any], field: str)
 def test_quote_in_the_job_dir_is_refused() -> None:
     with pytest.raises(ConfigError, match="quote"):
         render({}, {"ntasks": 1}, '/home/x"y/job')
+
+
+def submitting(
+    tmp_path: Any, max_array_size: str
+) -> tuple[SlurmScheduler, RecordingTransport, JobSpec]:
+    ids = iter(range(500, 600))
+    answers = {
+        "scontrol": (0, f"MaxArraySize            = {max_array_size}\n", ""),
+        "sbatch": lambda argv: (0, f"{next(ids)}\n", ""),
+    }
+    profile = build_profile("t", {"scheduler": "slurm"}, plugin_options={})
+    transport = RecordingTransport(answers=answers)
+    sched = SlurmScheduler(profile=profile, transport=transport)
+    job = JobSpec(
+        job_id="j", name="n", job_dir=str(tmp_path), ntasks=7, python="python3", profile=profile
+    )
+    return sched, transport, job
+
+
+def test_submit_splits_at_max_array_size(tmp_path: Any) -> None:
+    sched, transport, job = submitting(tmp_path, "3")
+    subs = sched.submit(job)
+    assert [(s.native_id, s.first, s.count) for s in subs] == [
+        ("500", 0, 3),
+        ("501", 3, 3),
+        ("502", 6, 1),
+    ]
+    assert [c[:2] for c in transport.commands("sbatch")] == [["sbatch", "--parsable"]] * 3
+    scripts = [(tmp_path / f"job.{i}.sh").read_text() for i in range(3)]
+    assert ["#SBATCH --array=0-2\n" in scripts[0], "#SBATCH --array=0-2\n" in scripts[1]] == [
+        True,
+        True,
+    ]
+    assert "#SBATCH --array=0-0\n" in scripts[2]
+    assert "TASK=$(( ${SLURM_ARRAY_TASK_ID} + 3 ))" in scripts[1]
+    assert len(transport.commands("scontrol")) == 1
+
+
+def test_clusters_without_arrays_get_one_job_per_task(tmp_path: Any) -> None:
+    sched, transport, job = submitting(tmp_path, "0")  # MaxArraySize=0: job arrays disabled
+    subs = sched.submit(job)
+    assert [(s.first, s.count) for s in subs] == [(i, 1) for i in range(7)]
+    for i in range(7):
+        script = (tmp_path / f"job.{i}.sh").read_text()
+        assert "--array" not in script and f"\nTASK={i}\n" in script
+        assert f"#SBATCH --output={tmp_path}/out.{i}\n" in script
