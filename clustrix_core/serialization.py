@@ -162,6 +162,13 @@ class DillSerializer(Serializer):
             raise SerializationError(
                 "the dill strategy needs dill installed: pip install 'clustrix-core[dill]'"
             ) from exc
+        module = _user_module(fn)
+        # dill pickles a function it can import by reference (cloudpickle's go by value)
+        if module is not None and _resolves(module.__name__, getattr(fn, "__qualname__", "<"), fn):
+            raise SerializationError(
+                f"dill would refer to {_qualname(fn)} by its module {module.__name__!r}, "
+                "which the remote cannot import"
+            )
         try:
             return bytes(
                 dill.dumps({"fn": fn, "calls": list(calls)}, protocol=protocol, recurse=True)
