@@ -43,7 +43,9 @@ def scheduler(
     answers: dict[str, Any] | None = None, **values: Any
 ) -> tuple[SlurmScheduler, RecordingTransport]:
     profile = build_profile(
-        "t", {"scheduler": "slurm", **values}, plugin_options={"sacct": "", "lost_grace": ""}
+        "t",
+        {"scheduler": "slurm", **values},
+        plugin_options={"sacct": "", "lost_grace": "", "slurm_bin": ""},
     )
     transport = RecordingTransport(answers=answers or {})
     return SlurmScheduler(profile=profile, transport=transport), transport

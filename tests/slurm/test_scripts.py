@@ -56,7 +56,9 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
 
 def make(values: dict[str, Any]) -> SlurmScheduler:
     profile = build_profile(
-        "golden", {"scheduler": "slurm", **values}, plugin_options={"sacct": "", "lost_grace": ""}
+        "golden",
+        {"scheduler": "slurm", **values},
+        plugin_options={"sacct": "", "lost_grace": "", "slurm_bin": ""},
     )
     sched = SlurmScheduler(profile=profile, transport=RecordingTransport())
     sched.validate(profile)
@@ -208,3 +210,28 @@ def test_clusters_without_arrays_get_one_job_per_task(tmp_path: Any) -> None:
         script = (tmp_path / f"job.{i}.sh").read_text()
         assert "--array" not in script and f"\nTASK={i}\n" in script
         assert f"#SBATCH --output={tmp_path}/out.{i}\n" in script
+
+
+def test_slurm_bin_prefixes_every_command(tmp_path: Any) -> None:
+    profile = build_profile(
+        "t",
+        {"scheduler": "slurm", "slurm_bin": "/opt/slurm/bin/"},
+        plugin_options={"slurm_bin": ""},
+    )
+    sched = SlurmScheduler(profile=profile, transport=RecordingTransport())
+    sched.validate(profile)
+    job = JobSpec(
+        job_id="j", name="n", job_dir=str(tmp_path), ntasks=1, python="p", profile=profile
+    )
+    argvs = [
+        sched.submit_argv("s.sh", job, first=0, count=1, array=False),
+        sched.status_argv(["1"]),
+        sched.cancel_argv(["1"]),
+    ]
+    assert [a[0] for a in argvs] == [
+        "/opt/slurm/bin/sbatch",
+        "/opt/slurm/bin/squeue",
+        "/opt/slurm/bin/scancel",
+    ]
+    with pytest.raises(ConfigError, match="slurm_bin"):
+        make({"slurm_bin": 3})

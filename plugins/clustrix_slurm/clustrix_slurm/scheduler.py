@@ -39,6 +39,8 @@ from .parsers import JobRow
 logger = logging.getLogger(__name__)
 
 OPTIONS = {
+    "slurm_bin": "directory of the SLURM commands on the submit host, for sites where a "
+    "non-interactive shell does not have them on PATH (default: found on PATH)",
     "lost_grace": "seconds a finished job without a result file (shared file systems lag) or a job "
     "neither squeue nor the accounting knows is looked for before it fails as LOST; default 30",
     "sacct": "how to learn the end of a job squeue no longer lists: 'auto' (default: sacct when "
@@ -98,6 +100,11 @@ class SlurmScheduler(BatchScheduler):
     def validate(self, profile: Any) -> None:
         _sacct_mode(profile.options.get("sacct"))
         _lost_grace(profile.options.get("lost_grace"))
+        slurm_bin = profile.options.get("slurm_bin")
+        if slurm_bin is not None and (
+            not isinstance(slurm_bin, str) or not slurm_bin.strip() or "\n" in slurm_bin
+        ):
+            raise ConfigError(f"slurm_bin={slurm_bin!r} must be a directory path")
         if profile.partition and profile.queue and profile.partition != profile.queue:
             raise ConfigError(
                 f"partition={profile.partition!r} and queue={profile.queue!r} disagree: "
@@ -120,6 +127,11 @@ class SlurmScheduler(BatchScheduler):
                     "'--option=value' or '#SBATCH --option=value'"
                 )
 
+    def command(self, program: str) -> str:
+        """``program`` (``sbatch``, ``squeue``, ...), in ``slurm_bin`` when the profile names it."""
+        directory = self.profile.options.get("slurm_bin")
+        return f"{str(directory).rstrip('/')}/{program}" if directory else program
+
     @property
     def partition(self) -> str | None:
         return self.profile.partition or self.profile.queue
@@ -128,7 +140,7 @@ class SlurmScheduler(BatchScheduler):
     def max_array_size(self) -> int | None:
         """``MaxArraySize`` of ``scontrol show config`` (an array's indices are 0 .. MaxArraySize-1)."""
         if self._max_array is False:
-            result = self.transport.run(["scontrol", "show", "config"])
+            result = self.transport.run([self.command("scontrol"), "show", "config"])
             value = parsers.parse_config_value(result.stdout, "MaxArraySize") if result.ok else None
             if value is None or not value.isdigit():
                 logger.warning(
@@ -148,7 +160,7 @@ class SlurmScheduler(BatchScheduler):
         if self.profile.max_parallel:
             return self.profile.max_parallel
         if self._parallelism is None:
-            argv = ["scontrol", "--oneliner", "show", "partition"]
+            argv = [self.command("scontrol"), "--oneliner", "show", "partition"]
             if self.partition:
                 argv.append(self.partition.split(",")[0])
             result = self.transport.run(argv)
@@ -216,7 +228,7 @@ class SlurmScheduler(BatchScheduler):
     def submit_argv(
         self, script_path: str, job: JobSpec, *, first: int, count: int, array: bool
     ) -> list[str]:
-        return ["sbatch", "--parsable", script_path]
+        return [self.command("sbatch"), "--parsable", script_path]
 
     def parse_submit(self, result: CommandResult) -> str:
         result.assert_success()
@@ -228,7 +240,7 @@ class SlurmScheduler(BatchScheduler):
     # ------------------------------------------------------------ watching
     def status_argv(self, native_ids: Sequence[str]) -> list[str]:
         return [
-            "squeue",
+            self.command("squeue"),
             "--noheader",
             "--states=all",
             f"--jobs={','.join(native_ids)}",
@@ -259,7 +271,7 @@ class SlurmScheduler(BatchScheduler):
             rows = []
             for sub in submissions:
                 result = self.transport.run(
-                    ["scontrol", "--oneliner", "show", "job", sub.native_id]
+                    [self.command("scontrol"), "--oneliner", "show", "job", sub.native_id]
                 )
                 if result.ok:
                     rows.extend(parsers.parse_scontrol_jobs(result.stdout))
@@ -277,7 +289,7 @@ class SlurmScheduler(BatchScheduler):
         """sacct's rows, or ``None`` when accounting does not work here (then: scontrol)."""
         result = self.transport.run(
             [
-                "sacct",
+                self.command("sacct"),
                 "--noheader",
                 "--parsable2",
                 "--allocations",
@@ -312,7 +324,7 @@ class SlurmScheduler(BatchScheduler):
         return JobStatus(state=s, reason=_reason(r, s), exit_code=r.exit_code, tasks=tasks)
 
     def cancel_argv(self, native_ids: Sequence[str]) -> list[str]:
-        return ["scancel", *native_ids]
+        return [self.command("scancel"), *native_ids]
 
 
 def _reason(row: JobRow, state: JobState) -> str:
