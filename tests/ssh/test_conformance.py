@@ -18,7 +18,8 @@ class TestSshSchedulerConformance(SchedulerConformance):
     overrides = {"cleanup": "never"}
 
     @pytest.fixture(scope="class")
-    def cluster_config(self) -> Path:
+    @classmethod
+    def cluster_config(cls) -> Path:
         return cluster_config("ssh")
 
 
