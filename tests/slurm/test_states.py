@@ -16,7 +16,7 @@ import pytest
 from clustrix_core.attach import JobHandle
 from clustrix_core.errors import JobFailedError
 from clustrix_core.executor import ClusterExecutor
-from clustrix_core.scheduler import JobState, JobStatus, Submission
+from clustrix_core.scheduler import JobState, JobStatus, QueueEntry, Submission
 
 from .conftest import TIMEOUT, running, squeue_state, wait_for
 
@@ -302,3 +302,43 @@ def test_a_job_that_neither_squeue_nor_accounting_knows_is_lost(
         assert time.monotonic() - start >= 2
     finally:
         handle.executor.shutdown(wait=False)
+
+
+def second_attempt() -> str:
+    import os as _os
+    import time as _time
+
+    if not _os.path.exists("attempt.1"):  # the job runs in its job directory (--chdir)
+        open("attempt.1", "w").close()
+        _time.sleep(600)
+    return "second attempt"
+
+
+def test_retries_resubmit_after_a_node_failure(
+    make_executor: Callable[..., ClusterExecutor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt is killed for real (scancel) and its state reported as NODE_FAIL (a node
+    cannot be failed on a shared one-node test cluster); ``retries = 1`` resubmits the job."""
+    ex = make_executor("slurm", retries=1, cleanup="never")
+    sched = ex.backend.scheduler
+    failed: set[str] = set()
+    original_parse = sched.parse_status
+
+    def parse_status(result: Any) -> Any:
+        return [
+            QueueEntry(job_id=e.job_id, task=e.task, state="NODE_FAIL", reason="NodeDown")
+            if e.job_id in failed and sched.map_state(e.state).final
+            else e
+            for e in original_parse(result)
+        ]
+
+    monkeypatch.setattr(sched, "parse_status", parse_status)
+    fut = ex.submit(second_attempt)
+    wait_for(lambda: running(fut) and Path(fut.job.record.job_dir, "attempt.1").exists())
+    first = fut.native_id
+    failed.add(first)
+    subprocess.run(["scancel", first], check=True)
+    assert fut.result(timeout=TIMEOUT) == "second attempt"
+    assert fut.native_id != first
+    assert squeue_state(first) == "CANCELLED"
+    wait_for(lambda: squeue_state(fut.native_id) == "COMPLETED")
