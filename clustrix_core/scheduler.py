@@ -13,7 +13,7 @@ import enum
 import logging
 import shlex
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -185,6 +185,11 @@ class BatchScheduler(Scheduler):
     def submit_argv(self, script_path: str, job: JobSpec, *, first: int, count: int, array: bool) -> list[str]:
         raise NotImplementedError
 
+    def submit_stdin(self, script_path: str, script: str) -> bytes | None:
+        """What the submit command reads on its standard input. Default ``None``; a scheduler that
+        reads directives only from a script on stdin (LSF: ``bsub < job.sh``) returns the script."""
+        return None
+
     def parse_submit(self, result: CommandResult) -> str:
         result.assert_success()
         return result.stdout.strip().splitlines()[-1].strip()
@@ -263,7 +268,8 @@ class BatchScheduler(Scheduler):
             script = get_plugin_manager().adjust_job_script(job.profile, job.name, script)
             path = f"{job.job_dir}/job.{index}.sh"
             self.transport.put_bytes(path, script.encode(), mode=0o700)
-            result = self.transport.run(self.submit_argv(path, job, first=first, count=count, array=array))
+            result = self.transport.run(self.submit_argv(path, job, first=first, count=count, array=array),
+                                        stdin=self.submit_stdin(path, script))
             if result.returncode != 0:
                 if submissions:
                     self.cancel(submissions)
