@@ -26,7 +26,12 @@ def main() -> None:
     import numpy as np
 
     from clustrix_core import ClusterExecutor
-    from clustrix_core.serialization import CloudpickleSerializer, RemoteInfo, decode_result, encode_payload
+    from clustrix_core.serialization import (
+        CloudpickleSerializer,
+        RemoteInfo,
+        decode_result,
+        encode_payload,
+    )
 
     os.environ.setdefault("CLUSTRIX_STATE_DIR", tempfile.mkdtemp(prefix="clustrix-bench-"))
     work = tempfile.mkdtemp(prefix="clustrix-bench-jobs-")

@@ -90,33 +90,37 @@ class Serializer:
 _by_value_lock = threading.Lock()
 
 
-def _user_module(fn: Any) -> types.ModuleType | None:
-    """The module ``fn`` comes from when it is user code (a file that is not the standard library,
-    an installed package or clustrix itself); None otherwise."""
-    module = sys.modules.get(getattr(fn, "__module__", "") or "")
+def _is_user_module(module: types.ModuleType | None) -> bool:
+    """Whether ``module`` is user code: a file that is not the standard library, an installed
+    package or clustrix itself (``__main__`` is pickled by value anyway)."""
     if module is None or module.__name__ == "__main__" or not getattr(module, "__file__", None):
-        return None
+        return False
     path = str(module.__file__)
     if "site-packages" in path or "dist-packages" in path or path.startswith(sys.base_prefix):
-        return None
-    if module.__name__.split(".")[0] == "clustrix_core":
-        return None
-    return module
+        return False
+    return module.__name__.split(".")[0] != "clustrix_core"
 
 
-def _pickled_by_value(fn: Any) -> Any:
-    """Modules of user code (not installed packages) are pickled by value, so the remote needs
-    neither the module nor its path."""
+def _user_module(fn: Any) -> types.ModuleType | None:
+    """The module ``fn`` comes from when it is user code; None otherwise."""
+    module = sys.modules.get(getattr(fn, "__module__", "") or "")
+    return module if _is_user_module(module) else None
+
+
+def _pickled_by_value() -> list[types.ModuleType]:
+    """Register every loaded user module to be pickled by value, so the remote needs neither the
+    modules nor their paths (a function may use helpers of other local modules)."""
     import cloudpickle
 
-    module = _user_module(fn)
-    if module is None:
-        return None
-    try:
-        cloudpickle.register_pickle_by_value(module)
-    except Exception:
-        return None
-    return module
+    registered = []
+    for module in list(sys.modules.values()):
+        if isinstance(module, types.ModuleType) and _is_user_module(module):
+            try:
+                cloudpickle.register_pickle_by_value(module)
+            except Exception:
+                continue
+            registered.append(module)
+    return registered
 
 
 class CloudpickleSerializer(Serializer):
@@ -137,13 +141,13 @@ class CloudpickleSerializer(Serializer):
         import cloudpickle
 
         with _by_value_lock:
-            module = _pickled_by_value(fn)
+            modules = _pickled_by_value()
             try:
                 return cloudpickle.dumps({"fn": fn, "calls": list(calls)}, protocol=protocol)
             except Exception as exc:
                 raise SerializationError(_cannot_pickle(fn, calls, exc)) from exc
             finally:
-                if module is not None:
+                for module in modules:
                     cloudpickle.unregister_pickle_by_value(module)
 
 

@@ -305,3 +305,14 @@ def test_shell_values_are_quoted(local: Path, tmp_path: Path) -> None:
         assert fut.result(timeout=60) == evil + "'\"; touch " + str(marker)
     assert not marker.exists()
     assert "$(" not in Path(fut.job.record.job_dir).name
+
+
+def test_closure_using_another_local_module_travels_by_value(local: Path, tmp_path: Path) -> None:
+    """cloudpickle ships every user module by value, not only the function's own."""
+    from tests.core import crossfuncs as other
+
+    def uses_other(x: int) -> int:
+        return other.helper(x) + other.SCALE
+
+    with ClusterExecutor("local", work_dir=str(tmp_path / "jobs")) as ex:
+        assert ex.submit(uses_other, 1).result(timeout=60) == 12
