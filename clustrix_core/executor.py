@@ -123,7 +123,10 @@ class Backend:
                     if info.minor == sys.version_info[:2] and not any(
                         r.startswith("cloudpickle") for r in reqs
                     ):
-                        reqs.append("cloudpickle")
+                        # the local version, so the cloudpickle strategy applies remotely
+                        import cloudpickle
+
+                        reqs.append(f"cloudpickle=={cloudpickle.__version__}")
                     base = self.work_dir().rsplit("/", 1)[0] + "/envs"
                     python = environment.prepare(self.transport, python, info.minor, reqs, base)
                     info = probe_remote(self.transport, python)
