@@ -16,7 +16,8 @@ class TestSlurmConformance(SchedulerConformance):
     overrides = {"cleanup": "never"}
 
     @pytest.fixture(scope="class")
-    def cluster_config(self) -> Path:
+    @classmethod
+    def cluster_config(cls) -> Path:
         return cluster_config("slurm")
 
 
@@ -25,7 +26,8 @@ class TestSlurmSshConformance(SchedulerConformance):
     overrides = {"cleanup": "never"}
 
     @pytest.fixture(scope="class")
-    def cluster_config(self) -> Path:
+    @classmethod
+    def cluster_config(cls) -> Path:
         path = cluster_config("slurm")
         if "[profiles.slurm-ssh]" not in path.read_text():
             pytest.skip("the test cluster has no slurm-ssh profile (CLUSTRIX_SLURM_NO_SSH=1)")
