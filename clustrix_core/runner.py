@@ -55,16 +55,70 @@ def write_atomic(path, data):
     os.replace(tmp, path)
 
 
+def compile_source(source, filename):
+    """Compile shipped source, keeping its lines for tracebacks. On Python 3.6, which lacks it,
+    ``from __future__ import annotations`` is dropped (annotations are then evaluated)."""
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    try:
+        return compile(source, filename, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        if "annotations" not in str(exc):
+            raise
+        kept = [line if "from __future__ import annotations" not in line else "\n"
+                for line in source.splitlines(True)]
+        return compile("".join(kept), filename, "exec", dont_inherit=True)
+
+
+def cluster_stub():
+    """Stands in for clustrix_core in shipped modules when the remote does not have it: the
+    decorator returns the function unchanged."""
+    import types
+
+    stub = types.ModuleType("clustrix_core")
+
+    def cluster(fn=None, **_options):
+        return fn if fn is not None else (lambda inner: inner)
+
+    stub.cluster = cluster
+    return stub
+
+
+def install_module(name, source):
+    """Create the local module ``name`` from shipped source (parents as empty packages)."""
+    import importlib
+    import types
+
+    parts = name.split(".")
+    for i in range(1, len(parts)):
+        parent = ".".join(parts[:i])
+        if parent not in sys.modules:
+            package = types.ModuleType(parent)
+            package.__path__ = []
+            sys.modules[parent] = package
+            if i > 1:
+                setattr(sys.modules[".".join(parts[:i - 1])], parts[i - 1], package)
+    module = types.ModuleType(name)
+    module.__file__ = "<clustrix shipped module %s>" % name
+    sys.modules[name] = module
+    if len(parts) > 1:
+        setattr(sys.modules[".".join(parts[:-1])], parts[-1], module)
+    if "clustrix_core" not in sys.modules:
+        try:
+            importlib.import_module("clustrix_core")
+        except ImportError:
+            sys.modules["clustrix_core"] = cluster_stub()
+    exec(compile_source(source, module.__file__), module.__dict__)
+
+
 def load_source(data):
     """Rebuild a function shipped by the source strategy."""
     spec = pickle.loads(data)
+    for name, module_source in spec.get("modules", ()):
+        install_module(name, module_source)
     filename = "<clustrix source of %s>" % spec["name"]
-    source = spec["source"]
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace = {"__name__": "__clustrix_source__", "__builtins__": builtins}
     namespace.update(spec["constants"])
-    code = compile(source, filename, "exec")
-    exec(code, namespace)
+    exec(compile_source(spec["source"], filename), namespace)
     for name, (defaults, kwdefaults) in spec["defaults"].items():
         obj = namespace[name]
         obj.__defaults__ = defaults

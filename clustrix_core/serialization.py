@@ -79,6 +79,8 @@ class Serializer:
     """A strategy: turns (function, calls) into bytes that the runner's loader of ``name`` reads."""
 
     name = ""
+    in_auto = True
+    """Whether ``serializer = "auto"`` may choose this strategy."""
 
     def applies(self, remote: RemoteInfo) -> bool:
         raise NotImplementedError
@@ -152,7 +154,11 @@ class CloudpickleSerializer(Serializer):
 
 
 class DillSerializer(Serializer):
+    """Opt-in (``serializer = "dill"``): dill refers to anything importable by module, including
+    user modules the remote does not have, so ``auto`` never picks it."""
+
     name = "dill"
+    in_auto = False
 
     def applies(self, remote: RemoteInfo) -> bool:
         return (
@@ -323,6 +329,7 @@ class SourceSerializer(Serializer):
             "name": fn.__name__,
             "source": source,
             "constants": state.constants,
+            "modules": list(state.modules.items()),
             "defaults": state.defaults,
         }
 
@@ -337,6 +344,30 @@ class _SourceState:
         self.defaults: dict[str, tuple[Any, Any]] = {}
         self.seen: set[int] = set()
         self.bound: set[str] = set()
+        self.modules: dict[str, str] = {}
+        """Other local (user) modules the code imports, shipped as source, dependencies first."""
+        self._shipping: set[str] = set()
+
+    def ship_module(self, module: types.ModuleType) -> None:
+        """Ship a user module the function imports (it is not installed on the remote)."""
+        name = module.__name__
+        if name in self.modules or name in self._shipping or name == self.module:
+            return
+        self._shipping.add(name)
+        try:
+            source = inspect.getsource(module)
+        except (OSError, TypeError) as exc:
+            raise SerializationError(
+                f"{_qualname(self.main)} uses the local module {name!r}, whose source cannot be "
+                f"read to ship it: {exc}"
+            ) from exc
+        for value in list(vars(module).values()):
+            dep = value if isinstance(value, types.ModuleType) else None
+            if dep is None and isinstance(value, (types.FunctionType, type)):
+                dep = sys.modules.get(getattr(value, "__module__", "") or "")
+            if dep is not None and dep is not module and _is_user_module(dep):
+                self.ship_module(dep)
+        self.modules[name] = source
 
     def add_function(self, fn: types.FunctionType, bind_as: str) -> None:
         if id(fn) in self.seen:
@@ -437,6 +468,8 @@ class _SourceState:
             return
         self.bound.add(name)
         if isinstance(value, types.ModuleType):
+            if _is_user_module(value):
+                self.ship_module(value)
             mod = value.__name__
             if mod == name:
                 self.imports.add(f"import {mod}\n")
@@ -471,6 +504,9 @@ class _SourceState:
             and not isinstance(value, _PLAIN)
         ):
             if _resolves(module, qualname, value):
+                user = sys.modules.get(module)
+                if isinstance(user, types.ModuleType) and _is_user_module(user):
+                    self.ship_module(user)
                 top = qualname.split(".")[0]
                 if top == qualname:
                     line = f"from {module} import {qualname}" + (
@@ -556,7 +592,7 @@ def choose_strategies(
                 f"dill {remote.dill}); use serializer='source' or 'auto'"
             )
         return [strategy]
-    return [s for s in available if s.applies(remote)]
+    return [s for s in available if s.in_auto and s.applies(remote)]
 
 
 def encode_payload(

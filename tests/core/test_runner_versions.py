@@ -200,3 +200,17 @@ def test_tampered_result_refused_locally() -> None:
         decode_result(forged, key)
     with pytest.raises(IntegrityError, match="HMAC"):
         decode_result(blob[:-1] + b"X", key)
+
+
+@pytest.mark.parametrize("version", ["3.6", "3.13"])
+def test_source_strategy_ships_other_local_modules(tmp_path: Path, version: str) -> None:
+    """A function using another local module (not installed remotely) gets it shipped as source,
+    @cluster decorators in it included, and `from __future__ import annotations` on 3.6."""
+    python = interpreter(version)
+    other = crossfuncs
+
+    def uses_other(x):
+        return [other.helper(x), other.uses_everything(x)["sqrt"], other.SCALE]
+
+    env_free = run_job(tmp_path, python, uses_other, [((1,), {})], 1, SourceSerializer())
+    assert values(env_free) == [[9, 4.0, 3]]
