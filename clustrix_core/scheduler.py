@@ -106,13 +106,15 @@ def task_body(job: JobSpec, task_var: str = "TASK") -> str:
     """The shell lines every backend runs for one task: environment, modules, setup, runner."""
     p = job.profile
     q = shlex.quote
-    lines = [f'cd {q(job.job_dir)} || exit 97']
+    lines = [f"cd {q(job.job_dir)} || exit 97"]
     for key, value in p.env.items():
         lines.append(f"export {key}={q(value)}")
     for module in p.modules:
         lines.append(f"module load {q(module)}")
     lines.extend(p.setup)
-    lines.append(f'exec {q(job.python)} {q(job.job_dir + "/runner.py")} {q(job.job_dir)} "${task_var}"')
+    lines.append(
+        f'exec {q(job.python)} {q(job.job_dir + "/runner.py")} {q(job.job_dir)} "${task_var}"'
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -182,7 +184,9 @@ class BatchScheduler(Scheduler):
         scheduler's own output of the first chunk to ``out.%a``, of later ones elsewhere)."""
         return self.directives(job, count=count, array=array)
 
-    def submit_argv(self, script_path: str, job: JobSpec, *, first: int, count: int, array: bool) -> list[str]:
+    def submit_argv(
+        self, script_path: str, job: JobSpec, *, first: int, count: int, array: bool
+    ) -> list[str]:
         raise NotImplementedError
 
     def submit_stdin(self, script_path: str, script: str) -> bytes | None:
@@ -234,19 +238,33 @@ class BatchScheduler(Scheduler):
             return JobState.UNKNOWN
         return state
 
-    def render_script(self, job: JobSpec, *, first: int = 0, count: int | None = None, array: bool | None = None) -> str:
+    def render_script(
+        self, job: JobSpec, *, first: int = 0, count: int | None = None, array: bool | None = None
+    ) -> str:
         count = job.ntasks if count is None else count
         array = count > 1 if array is None else array
         offset = first - self.task_base
         if array:
-            task = f'TASK=$(( ${{{self.task_var}}} + {offset} ))' if offset else f'TASK="${{{self.task_var}}}"'
+            task = (
+                f"TASK=$(( ${{{self.task_var}}} + {offset} ))"
+                if offset
+                else f'TASK="${{{self.task_var}}}"'
+            )
         else:
             task = f"TASK={first}"
         q = shlex.quote
-        passthrough = [d if d.startswith("#") else f"{self.directive_prefix} {d}" for d in self.profile.directives]
-        lines = [f"#!{self.shell}", *self.chunk_directives(job, first=first, count=count, array=array), *passthrough,
-                 f"# clustrix job {job.job_id}", task,
-                 f'exec >>{q(job.job_dir)}/out."$TASK" 2>>{q(job.job_dir)}/err."$TASK"']
+        passthrough = [
+            d if d.startswith("#") else f"{self.directive_prefix} {d}"
+            for d in self.profile.directives
+        ]
+        lines = [
+            f"#!{self.shell}",
+            *self.chunk_directives(job, first=first, count=count, array=array),
+            *passthrough,
+            f"# clustrix job {job.job_id}",
+            task,
+            f'exec >>{q(job.job_dir)}/out."$TASK" 2>>{q(job.job_dir)}/err."$TASK"',
+        ]
         return "\n".join(lines) + "\n" + task_body(job)
 
     def array_chunks(self, ntasks: int) -> list[tuple[int, int]]:
@@ -268,8 +286,10 @@ class BatchScheduler(Scheduler):
             script = get_plugin_manager().adjust_job_script(job.profile, job.name, script)
             path = f"{job.job_dir}/job.{index}.sh"
             self.transport.put_bytes(path, script.encode(), mode=0o700)
-            result = self.transport.run(self.submit_argv(path, job, first=first, count=count, array=array),
-                                        stdin=self.submit_stdin(path, script))
+            result = self.transport.run(
+                self.submit_argv(path, job, first=first, count=count, array=array),
+                stdin=self.submit_stdin(path, script),
+            )
             if result.returncode != 0:
                 if submissions:
                     self.cancel(submissions)
@@ -278,18 +298,26 @@ class BatchScheduler(Scheduler):
                     f"{(result.stderr or result.stdout).strip()}"
                 )
             native = self.parse_submit(result)
-            submissions.append(Submission(native_id=native, job_dir=job.job_dir, first=first, count=count))
+            submissions.append(
+                Submission(native_id=native, job_dir=job.job_dir, first=first, count=count)
+            )
         return submissions
 
     def statuses(self, submissions: Sequence[Submission]) -> dict[str, JobStatus]:
         """One status query for the submissions not known to be final yet (final states are
         remembered). A job held in an error state gets its reason (:meth:`error_reason`) and is
         deleted, since it would otherwise sit in the queue forever."""
-        out = {s.native_id: self._finals[s.native_id] for s in submissions if s.native_id in self._finals}
+        out = {
+            s.native_id: self._finals[s.native_id]
+            for s in submissions
+            if s.native_id in self._finals
+        }
         ask = [s for s in submissions if s.native_id not in out]
         if not ask:
             return out
-        entries = self.parse_status(self.transport.run(self.status_argv([s.native_id for s in ask])))
+        entries = self.parse_status(
+            self.transport.run(self.status_argv([s.native_id for s in ask]))
+        )
         by_job: dict[str, list[QueueEntry]] = {}
         for entry in entries:
             by_job.setdefault(entry.job_id, []).append(entry)
@@ -300,12 +328,17 @@ class BatchScheduler(Scheduler):
             if listed:
                 status = self._aggregate(sub, listed)
                 if status.state is JobState.ERROR:
-                    reason = self.error_reason(sub) or status.reason or "the scheduler holds the job in an error state"
+                    reason = (
+                        self.error_reason(sub)
+                        or status.reason
+                        or "the scheduler holds the job in an error state"
+                    )
                     status = attrs.evolve(status, reason=reason)
                     self.cancel([sub])
             else:
                 status = finals.get(sub.native_id) or JobStatus(
-                    state=JobState.LOST, reason=self.lost_reason)
+                    state=JobState.LOST, reason=self.lost_reason
+                )
             if status.state.final and status.state is not JobState.LOST:
                 self._finals[sub.native_id] = status
             out[sub.native_id] = status
@@ -355,8 +388,10 @@ class ProcessScheduler(Scheduler):
     def validate(self, profile: Profile) -> None:
         for field in ("partition", "queue", "account", "qos"):
             if getattr(profile, field):
-                raise ConfigError(f"{field}={getattr(profile, field)!r} has no meaning for the "
-                                  f"{self.name!r} scheduler (it runs processes directly)")
+                raise ConfigError(
+                    f"{field}={getattr(profile, field)!r} has no meaning for the "
+                    f"{self.name!r} scheduler (it runs processes directly)"
+                )
 
     def render_script(self, job: JobSpec) -> str:
         q = shlex.quote
@@ -379,7 +414,9 @@ class ProcessScheduler(Scheduler):
     def submit(self, job: JobSpec) -> list[Submission]:
         from .plugins import get_plugin_manager
 
-        script = get_plugin_manager().adjust_job_script(job.profile, job.name, self.render_script(job))
+        script = get_plugin_manager().adjust_job_script(
+            job.profile, job.name, self.render_script(job)
+        )
         path = f"{job.job_dir}/job.sh"
         self.transport.put_bytes(path, script.encode(), mode=0o700)
         q = shlex.quote
@@ -391,9 +428,15 @@ class ProcessScheduler(Scheduler):
         )
         result = self.transport.run(["sh", "-c", launch])
         if result.returncode != 0 or not result.stdout.strip().isdigit():
-            raise SubmissionError(f"{self.name}: starting the job failed (exit {result.returncode}): "
-                                  f"{(result.stderr or result.stdout).strip()}")
-        return [Submission(native_id=result.stdout.strip(), job_dir=job.job_dir, first=0, count=job.ntasks)]
+            raise SubmissionError(
+                f"{self.name}: starting the job failed (exit {result.returncode}): "
+                f"{(result.stderr or result.stdout).strip()}"
+            )
+        return [
+            Submission(
+                native_id=result.stdout.strip(), job_dir=job.job_dir, first=0, count=job.ntasks
+            )
+        ]
 
     def statuses(self, submissions: Sequence[Submission]) -> dict[str, JobStatus]:
         if not submissions:
@@ -420,7 +463,9 @@ class ProcessScheduler(Scheduler):
         q = shlex.quote
         cmds = []
         for s in submissions:
-            cmds.append(f"touch {q(s.job_dir)}/cancelled; kill -TERM -{int(s.native_id)} 2>/dev/null")  # dash: no "--"
+            cmds.append(
+                f"touch {q(s.job_dir)}/cancelled; kill -TERM -{int(s.native_id)} 2>/dev/null"
+            )  # dash: no "--"
         cmds.append("sleep 0.5")
         cmds.extend(f"kill -KILL -{int(s.native_id)} 2>/dev/null" for s in submissions)
         self.transport.run(["sh", "-c", "; ".join(cmds) + "; true"])
@@ -449,11 +494,14 @@ def parse_process_status(text: str) -> dict[str, JobStatus]:
                 out[pid] = JobStatus(state=JobState.COMPLETED, exit_code=0, tasks=tasks)
             else:
                 t, c = sorted(bad.items())[0]
-                reason = f"task {t} exited {c}" + (f" (killed by signal {c - 128})" if c > 128 else "")
+                reason = f"task {t} exited {c}" + (
+                    f" (killed by signal {c - 128})" if c > 128 else ""
+                )
                 out[pid] = JobStatus(state=JobState.FAILED, exit_code=c, reason=reason, tasks=tasks)
         else:
-            out[pid] = JobStatus(state=JobState.FAILED, tasks=tasks,
-                                 reason="the job's process group ended without finishing (killed from outside?)")
+            out[pid] = JobStatus(
+                state=JobState.FAILED,
+                tasks=tasks,
+                reason="the job's process group ended without finishing (killed from outside?)",
+            )
     return out
-
-

@@ -62,13 +62,20 @@ def start_cluster(up_script: str | os.PathLike[str], *, env: dict[str, str] | No
     if key in _started:
         return _started[key]
     try:
-        proc = subprocess.run([str(up_script)], capture_output=True, text=True, timeout=1800,
-                              env={**os.environ, **(env or {})})
+        proc = subprocess.run(
+            [str(up_script)],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            env={**os.environ, **(env or {})},
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         _unavailable(f"{up_script} could not run: {exc}")
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines or not Path(lines[-1]).is_file():
-        _unavailable(f"{up_script} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}\n{proc.stdout[-2000:]}")
+        _unavailable(
+            f"{up_script} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}\n{proc.stdout[-2000:]}"
+        )
     path = Path(lines[-1])
     _started[key] = path
     return path
@@ -93,7 +100,9 @@ class RecordingTransport(LocalTransport):
         self.calls: list[list[str]] = []
         self.answers: dict[str, Any] = dict(answers or {})
 
-    def run(self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
+    def run(
+        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None
+    ) -> CommandResult:
         self.calls.append(list(argv))
         answer = self.answers.get(argv[0])
         if answer is None:
@@ -135,7 +144,9 @@ def clustrix_register_plugin(clustrix_plugin_manager: Any) -> Iterator[Callable[
     names: list[str] = []
 
     def register(plugin: object, name: str = "test-plugin", distribution: str = "test") -> None:
-        clustrix_plugin_manager.register_plugin(plugin, name, distribution=distribution, version="0")
+        clustrix_plugin_manager.register_plugin(
+            plugin, name, distribution=distribution, version="0"
+        )
         names.append(name)
 
     yield register
@@ -144,8 +155,9 @@ def clustrix_register_plugin(clustrix_plugin_manager: Any) -> Iterator[Callable[
 
 
 @pytest.fixture
-def clustrix_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                    clustrix_state_dir: Path) -> Callable[..., Path]:
+def clustrix_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clustrix_state_dir: Path
+) -> Callable[..., Path]:
     """``clustrix_config({"name": {...}})`` writes a config file and points CLUSTRIX_CONFIG at it."""
     from ..config import reset_configuration
 

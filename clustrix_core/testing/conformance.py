@@ -56,10 +56,13 @@ class _Base:
         cls = type(self)
         raise NotImplementedError(
             f"{cls.__name__}: override the class-scoped fixture cluster_config; it returns the path of a "
-            f"clustrix config file that has the profile {cls.profile!r}")
+            f"clustrix config file that has the profile {cls.profile!r}"
+        )
 
     @pytest.fixture
-    def executor(self, cluster_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ClusterExecutor]:
+    def executor(
+        self, cluster_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> Iterator[ClusterExecutor]:
         monkeypatch.setenv("CLUSTRIX_CONFIG", str(cluster_config))
         monkeypatch.setenv("CLUSTRIX_STATE_DIR", str(tmp_path / "state"))
         reset_configuration()
@@ -99,7 +102,9 @@ class SchedulerConformance(_Base):
         assert futures[0].job.record.ntasks == 5
         assert len({f.job_id for f in futures}) == 1
         sched = executor.backend.scheduler
-        if isinstance(sched, BatchScheduler) and sched.supports_arrays:  # the array path: one per chunk
+        if (
+            isinstance(sched, BatchScheduler) and sched.supports_arrays
+        ):  # the array path: one per chunk
             assert len(futures[0].job.submissions) == len(sched.array_chunks(5))
 
     def test_map_with_a_killed_task_fails_only_its_calls(self, executor: ClusterExecutor) -> None:
@@ -111,7 +116,9 @@ class SchedulerConformance(_Base):
                 _os.kill(_os.getpid(), _signal.SIGKILL)
             return x
 
-        futures = executor.map_futures(maybe_die, range(6), chunksize=2)  # tasks [0, 1], [2, 3], [4, 5]
+        futures = executor.map_futures(
+            maybe_die, range(6), chunksize=2
+        )  # tasks [0, 1], [2, 3], [4, 5]
         assert [futures[i].result(timeout=TIMEOUT) for i in (0, 1, 4, 5)] == [0, 1, 4, 5]
         for i in (2, 3):  # the task died before writing its result: both of its calls fail
             with pytest.raises(JobFailedError) as info:
@@ -124,9 +131,11 @@ class SchedulerConformance(_Base):
 
         fut = executor.submit(sleeper)
         wait_for(lambda: any(s.state is JobState.RUNNING for s in fut.job.last_status.values()))
-        assert fut.cancel(), (fut.exception() if fut.done() else None)
+        assert fut.cancel(), fut.exception() if fut.done() else None
         sched = executor.backend.scheduler
-        final = wait_for(lambda: [s for s in sched.statuses(fut.job.submissions).values() if s.state.final])
+        final = wait_for(
+            lambda: [s for s in sched.statuses(fut.job.submissions).values() if s.state.final]
+        )
         assert final[0].state in (JobState.CANCELLED, JobState.FAILED), final
 
     def test_killed_job_raises_job_failure(self, executor: ClusterExecutor) -> None:
@@ -192,8 +201,9 @@ class SchedulerConformance(_Base):
         assert busy, counts
         assert all(runs == 1 for _, runs, _ in busy), counts
 
-    def test_bad_resources_rejected_before_submission(self, cluster_config: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_bad_resources_rejected_before_submission(
+        self, cluster_config: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         monkeypatch.setenv("CLUSTRIX_CONFIG", str(cluster_config))
         reset_configuration()
         with pytest.raises(ConfigError, match="memory"):

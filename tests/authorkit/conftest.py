@@ -49,16 +49,26 @@ def spool_plugin(clustrix_register_plugin: Callable[..., None]) -> Any:
 
 
 @pytest.fixture
-def spool_profile(tmp_path: Path, spool_bin: Path, spool_plugin: Any,
-                  clustrix_config: Callable[..., Path]) -> Callable[..., Path]:
+def spool_profile(
+    tmp_path: Path, spool_bin: Path, spool_plugin: Any, clustrix_config: Callable[..., Path]
+) -> Callable[..., Path]:
     """``spool_profile(**values)`` writes a config whose profile ``spool`` uses a private spool."""
 
     def make(**values: Any) -> Path:
-        return clustrix_config({"spool": {
-            "scheduler": "spool", "transport": "local", "python": sys.executable,
-            "work_dir": str(tmp_path / "jobs"), "spool_dir": str(tmp_path / "spool"),
-            "spool_bin": str(spool_bin), "cleanup": "never", **values,
-        }})
+        return clustrix_config(
+            {
+                "spool": {
+                    "scheduler": "spool",
+                    "transport": "local",
+                    "python": sys.executable,
+                    "work_dir": str(tmp_path / "jobs"),
+                    "spool_dir": str(tmp_path / "spool"),
+                    "spool_bin": str(spool_bin),
+                    "cleanup": "never",
+                    **values,
+                }
+            }
+        )
 
     return make
 
@@ -67,8 +77,13 @@ def spool(*args: str, spool_dir: Path, check: bool = True) -> Any:
     """Run the spool batch system directly: ``spool("status", "--all", spool_dir=...)``."""
     import subprocess
 
-    proc = subprocess.run([sys.executable, str(SPOOL_PY), *args], capture_output=True, text=True,
-                          env={**os.environ, "SPOOL_DIR": str(spool_dir)}, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(SPOOL_PY), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SPOOL_DIR": str(spool_dir)},
+        timeout=60,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"spool {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
     return proc

@@ -34,7 +34,9 @@ def hook_signature(name: str) -> str:
     the hookspec as a plugin writes it (no ``self``; annotations as written in hookspecs.py)."""
     sig = inspect.signature(getattr(ClustrixSpecs, name))
     params = [p for p in sig.parameters.values() if p.name != "self"]
-    text = ", ".join(p.name if p.annotation is p.empty else f"{p.name}: {p.annotation}" for p in params)
+    text = ", ".join(
+        p.name if p.annotation is p.empty else f"{p.name}: {p.annotation}" for p in params
+    )
     return f"def {name}({text}) -> {sig.return_annotation}"
 
 
@@ -46,7 +48,9 @@ def test_there_are_hooks() -> None:
 def test_hook_is_documented_with_signature_and_example(name: str) -> None:
     guide = GUIDE.read_text()
     assert hook_signature(name) in guide, f"{hook_signature(name)!r} is not in {GUIDE.name}"
-    assert re.search(rf"@hookimpl\n(?:@[^\n]+\n)*def {name}\(", guide), f"no example hookimpl of {name} in {GUIDE.name}"
+    assert re.search(rf"@hookimpl\n(?:@[^\n]+\n)*def {name}\(", guide), (
+        f"no example hookimpl of {name} in {GUIDE.name}"
+    )
 
 
 def test_guide_names_no_hook_that_does_not_exist() -> None:
@@ -54,9 +58,24 @@ def test_guide_names_no_hook_that_does_not_exist() -> None:
     assert mentioned <= set(HOOKS), mentioned - set(HOOKS)
 
 
-TEMPLATE_METHODS = ["directives", "submit_argv", "parse_submit", "status_argv", "parse_status", "final_status",
-                    "cancel_argv", "max_array_size", "STATES", "task_var", "task_base", "directive_prefix",
-                    "validate", "parallelism", "lost_grace", "supports_arrays"]
+TEMPLATE_METHODS = [
+    "directives",
+    "submit_argv",
+    "parse_submit",
+    "status_argv",
+    "parse_status",
+    "final_status",
+    "cancel_argv",
+    "max_array_size",
+    "STATES",
+    "task_var",
+    "task_base",
+    "directive_prefix",
+    "validate",
+    "parallelism",
+    "lost_grace",
+    "supports_arrays",
+]
 
 
 @pytest.mark.parametrize("name", TEMPLATE_METHODS)
@@ -66,8 +85,14 @@ def test_batch_scheduler_template_is_documented(name: str) -> None:
     assert f"`{name}" in GUIDE.read_text()
 
 
-@pytest.mark.parametrize("name", [n for n, v in vars(BatchScheduler).items()
-                                  if callable(v) and "raise NotImplementedError" in inspect.getsource(v)])
+@pytest.mark.parametrize(
+    "name",
+    [
+        n
+        for n, v in vars(BatchScheduler).items()
+        if callable(v) and "raise NotImplementedError" in inspect.getsource(v)
+    ],
+)
 def test_every_abstract_template_method_is_in_the_guide(name: str) -> None:
     assert f"`{name}(" in GUIDE.read_text()
 
@@ -111,18 +136,26 @@ class EveryHook:
     @hookimpl
     def clustrix_schedulers(self) -> Iterator[SchedulerSpec]:
         self.calls["clustrix_schedulers"] += 1
-        yield SchedulerSpec(name="authorkit-scheduler", cls=AuthorkitScheduler, summary="test scheduler",
-                            options={"authorkit_colour": "a made-up option the plugin accepts"})
+        yield SchedulerSpec(
+            name="authorkit-scheduler",
+            cls=AuthorkitScheduler,
+            summary="test scheduler",
+            options={"authorkit_colour": "a made-up option the plugin accepts"},
+        )
 
     @hookimpl
     def clustrix_transports(self) -> Iterator[TransportSpec]:
         self.calls["clustrix_transports"] += 1
-        yield TransportSpec(name="authorkit-transport", cls=CountingTransport, summary="counting local")
+        yield TransportSpec(
+            name="authorkit-transport", cls=CountingTransport, summary="counting local"
+        )
 
     @hookimpl
     def clustrix_serializers(self) -> Iterator[SerializerSpec]:
         self.calls["clustrix_serializers"] += 1
-        yield SerializerSpec(name="authorkit-never", cls=NeverSerializer, summary="never applies", priority=1)
+        yield SerializerSpec(
+            name="authorkit-never", cls=NeverSerializer, summary="never applies", priority=1
+        )
 
     @hookimpl
     def clustrix_job_script(self, profile: Any, job_name: str, script: str) -> str | None:
@@ -156,18 +189,32 @@ class LeaveScriptAlone:
 
 
 @pytest.fixture
-def every_hook(clustrix_register_plugin: Callable[..., None], clustrix_config: Callable[..., Path],
-               tmp_path: Path) -> EveryHook:
+def every_hook(
+    clustrix_register_plugin: Callable[..., None],
+    clustrix_config: Callable[..., Path],
+    tmp_path: Path,
+) -> EveryHook:
     plugin = EveryHook()
     clustrix_register_plugin(plugin, name="authorkit-every-hook")
     clustrix_register_plugin(LeaveScriptAlone(), name="authorkit-no-op")
-    clustrix_config({"hooked": {"scheduler": "authorkit-scheduler", "transport": "authorkit-transport",
-                                "python": sys.executable, "work_dir": str(tmp_path / "jobs"),
-                                "authorkit_colour": "blue", "cleanup": "never"}})
+    clustrix_config(
+        {
+            "hooked": {
+                "scheduler": "authorkit-scheduler",
+                "transport": "authorkit-transport",
+                "python": sys.executable,
+                "work_dir": str(tmp_path / "jobs"),
+                "authorkit_colour": "blue",
+                "cleanup": "never",
+            }
+        }
+    )
     return plugin
 
 
-def test_every_hook_is_called_by_a_real_job(every_hook: EveryHook, clustrix_plugin_manager: Any) -> None:
+def test_every_hook_is_called_by_a_real_job(
+    every_hook: EveryHook, clustrix_plugin_manager: Any
+) -> None:
     CountingTransport.runs = NeverSerializer.asked = 0
     ex = ClusterExecutor("hooked")
     assert type(ex.backend.scheduler) is AuthorkitScheduler
@@ -215,14 +262,21 @@ def test_job_finished_reports_a_failed_job(every_hook: EveryHook) -> None:
     assert state == "FAILED"
 
 
-def test_script_hook_returning_none_changes_nothing(every_hook: EveryHook, clustrix_plugin_manager: Any) -> None:
+def test_script_hook_returning_none_changes_nothing(
+    every_hook: EveryHook, clustrix_plugin_manager: Any
+) -> None:
     from clustrix_core.config import load_profile
 
     plain = load_profile("hooked", authorkit_colour="red")
-    assert clustrix_plugin_manager.adjust_job_script(plain, "j", "#!/bin/sh\ntrue\n") == "#!/bin/sh\ntrue\n"
+    assert (
+        clustrix_plugin_manager.adjust_job_script(plain, "j", "#!/bin/sh\ntrue\n")
+        == "#!/bin/sh\ntrue\n"
+    )
     assert LeaveScriptAlone.seen[-1] == "#!/bin/sh\ntrue\n"
     blue = load_profile("hooked")
-    assert "AUTHORKIT_HOOKED=j" in clustrix_plugin_manager.adjust_job_script(blue, "j", "#!/bin/sh\ntrue\n")
+    assert "AUTHORKIT_HOOKED=j" in clustrix_plugin_manager.adjust_job_script(
+        blue, "j", "#!/bin/sh\ntrue\n"
+    )
 
 
 def test_plugin_options_are_accepted_only_for_their_backend(every_hook: EveryHook) -> None:
@@ -232,5 +286,3 @@ def test_plugin_options_are_accepted_only_for_their_backend(every_hook: EveryHoo
     build_profile("x", {"scheduler": "authorkit-scheduler", "authorkit_colour": "blue"})
     with pytest.raises(ConfigError, match="authorkit_colour"):
         build_profile("x", {"scheduler": "local", "authorkit_colour": "blue"})
-
-

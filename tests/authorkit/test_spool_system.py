@@ -19,7 +19,9 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def wait_rows(spool_dir: Path, job: str, done: Callable[[list[Row]], bool], timeout: float = 30.0) -> list[Row]:
+def wait_rows(
+    spool_dir: Path, job: str, done: Callable[[list[Row]], bool], timeout: float = 30.0
+) -> list[Row]:
     deadline = time.monotonic() + timeout
     while True:
         rows = parse_rows(spool("status", "--all", "--parsable", job, spool_dir=spool_dir).stdout)
@@ -34,17 +36,24 @@ def finished(rows: list[Row]) -> bool:
 
 def test_array_with_slots_directives_and_exit_codes(tmp_path: Path) -> None:
     sd = tmp_path / "spool"
-    script = write(tmp_path / "job.sh", "#!/bin/sh\n#SPOOL --array=0-3 --slots=2\n# a comment\n"
-                   'echo "task=$SPOOL_ARRAY_TASK_ID of $SPOOL_ARRAY_TASK_COUNT job=$SPOOL_JOB_ID"\n'
-                   "sleep 0.5\n"
-                   '[ "$SPOOL_ARRAY_TASK_ID" = 2 ] && exit 3\nexit 0\n')
+    script = write(
+        tmp_path / "job.sh",
+        "#!/bin/sh\n#SPOOL --array=0-3 --slots=2\n# a comment\n"
+        'echo "task=$SPOOL_ARRAY_TASK_ID of $SPOOL_ARRAY_TASK_COUNT job=$SPOOL_JOB_ID"\n'
+        "sleep 0.5\n"
+        '[ "$SPOOL_ARRAY_TASK_ID" = 2 ] && exit 3\nexit 0\n',
+    )
     job = spool("submit", "--parsable", str(script), spool_dir=sd).stdout.strip()
     assert job.isdigit()
     first = parse_rows(spool("status", "--parsable", job, spool_dir=sd).stdout)
     assert [r.state for r in first].count("queued") >= 2  # two slots: tasks 2 and 3 wait
     rows = wait_rows(sd, job, finished)
     assert [(r.task, r.state, r.exit_code) for r in rows] == [
-        (0, "done", 0), (1, "done", 0), (2, "failed", 3), (3, "done", 0)]
+        (0, "done", 0),
+        (1, "done", 0),
+        (2, "failed", 3),
+        (3, "done", 0),
+    ]
     assert spool("status", "--parsable", job, spool_dir=sd).stdout == ""  # left the active listing
     out = (sd / "jobs" / job / "output.1").read_text()
     assert out == f"task=1 of 4 job={job}\n"
@@ -61,12 +70,17 @@ def test_time_limit_kills_the_task(tmp_path: Path) -> None:
 def test_cancel_running_and_queued_tasks(tmp_path: Path) -> None:
     sd = tmp_path / "spool"
     script = write(tmp_path / "job.sh", "#!/bin/sh\nsleep 60\n")
-    job = spool("submit", "--parsable", "--array=0-2", "--slots=1", str(script), spool_dir=sd).stdout.strip()
+    job = spool(
+        "submit", "--parsable", "--array=0-2", "--slots=1", str(script), spool_dir=sd
+    ).stdout.strip()
     wait_rows(sd, job, lambda rows: any(r.state == "running" for r in rows))
     spool("cancel", job, spool_dir=sd)
     rows = wait_rows(sd, job, finished)
     assert [r.state for r in rows] == ["cancelled"] * 3
-    assert rows[0].reason == "cancelled while running" and rows[1].reason == "cancelled before it started"
+    assert (
+        rows[0].reason == "cancelled while running"
+        and rows[1].reason == "cancelled before it started"
+    )
 
 
 def test_dead_supervisor_is_node_fail(tmp_path: Path) -> None:
@@ -93,12 +107,15 @@ def test_killed_task_reports_the_signal(tmp_path: Path) -> None:
     assert (row.state, row.exit_code, row.reason) == ("failed", 137, "killed by signal SIGKILL")
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--array=3-1"], "expected A-B"),
-    (["--array=0-1000"], "maximum array size 1000"),
-    (["--time=0"], "must be positive"),
-    (["--slots=none"], "whole number"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--array=3-1"], "expected A-B"),
+        (["--array=0-1000"], "maximum array size 1000"),
+        (["--time=0"], "must be positive"),
+        (["--slots=none"], "whole number"),
+    ],
+)
 def test_bad_submissions_are_refused(tmp_path: Path, args: list[str], message: str) -> None:
     script = write(tmp_path / "job.sh", "#!/bin/sh\ntrue\n")
     proc = spool("submit", *args, str(script), spool_dir=tmp_path / "spool", check=False)

@@ -28,39 +28,67 @@ class TestLocalTransportConformance(TransportConformance):
         t.close()
 
 
-def test_recording_transport_answers_records_and_runs(recording_transport: RecordingTransport) -> None:
+def test_recording_transport_answers_records_and_runs(
+    recording_transport: RecordingTransport,
+) -> None:
     recording_transport.answers["qsub"] = (0, "4242\n", "")
     recording_transport.answers["qstat"] = lambda argv: (0, " ".join(argv[1:]), "")
-    assert recording_transport.run(["/opt/sge/bin/qsub", "job.sh"]).stdout == "4242\n"  # by base name
+    assert (
+        recording_transport.run(["/opt/sge/bin/qsub", "job.sh"]).stdout == "4242\n"
+    )  # by base name
     assert recording_transport.run(["qstat", "-u", "me"]).stdout == "-u me"
     real = recording_transport.run(["sh", "-c", "echo real; exit 3"])  # no answer: really runs
     assert (real.returncode, real.stdout) == (3, "real\n")
-    assert recording_transport.calls == [["/opt/sge/bin/qsub", "job.sh"], ["qstat", "-u", "me"],
-                                         ["sh", "-c", "echo real; exit 3"]]
+    assert recording_transport.calls == [
+        ["/opt/sge/bin/qsub", "job.sh"],
+        ["qstat", "-u", "me"],
+        ["sh", "-c", "echo real; exit 3"],
+    ]
     assert recording_transport.commands("qsub") == [["/opt/sge/bin/qsub", "job.sh"]]
 
 
 class _Plugin:
     @hookimpl
     def clustrix_schedulers(self) -> Iterator[SchedulerSpec]:
-        yield SchedulerSpec(name="authorkit-temporary", cls=ProcessScheduler, summary="t", options={"flavour": "x"})
+        yield SchedulerSpec(
+            name="authorkit-temporary", cls=ProcessScheduler, summary="t", options={"flavour": "x"}
+        )
 
 
-def test_register_plugin_and_config(clustrix_register_plugin: Callable[..., None], clustrix_plugin_manager: Any,
-                                    clustrix_config: Callable[..., Path], clustrix_state_dir: Path) -> None:
+def test_register_plugin_and_config(
+    clustrix_register_plugin: Callable[..., None],
+    clustrix_plugin_manager: Any,
+    clustrix_config: Callable[..., Path],
+    clustrix_state_dir: Path,
+) -> None:
     clustrix_register_plugin(_Plugin(), name="authorkit-temporary")
     assert clustrix_plugin_manager.find("scheduler", "authorkit-temporary") is not None
-    path = clustrix_config({"tmp": {"scheduler": "authorkit-temporary", "flavour": "mint", "cores": 2,
-                                    "setup": ["a", "b"], "env": {"X": "1 2"}}})
+    path = clustrix_config(
+        {
+            "tmp": {
+                "scheduler": "authorkit-temporary",
+                "flavour": "mint",
+                "cores": 2,
+                "setup": ["a", "b"],
+                "env": {"X": "1 2"},
+            }
+        }
+    )
     profile = load_profile("tmp")
-    assert (profile.cores, profile.setup, profile.env, profile.options) == (2, ("a", "b"), {"X": "1 2"},
-                                                                              {"flavour": "mint"})
+    assert (profile.cores, profile.setup, profile.env, profile.options) == (
+        2,
+        ("a", "b"),
+        {"X": "1 2"},
+        {"flavour": "mint"},
+    )
     assert path.is_file() and os.environ["CLUSTRIX_CONFIG"] == str(path)
     assert os.environ["CLUSTRIX_STATE_DIR"] == str(clustrix_state_dir)
 
 
 def test_write_config_quotes_values(tmp_path: Path) -> None:
-    path = write_config(tmp_path / "c.toml", {"a b": {"work_dir": 'C:\\x "y"', "retries": 1, "cleanup": "never"}})
+    path = write_config(
+        tmp_path / "c.toml", {"a b": {"work_dir": 'C:\\x "y"', "retries": 1, "cleanup": "never"}}
+    )
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
@@ -69,7 +97,9 @@ def test_write_config_quotes_values(tmp_path: Path) -> None:
     assert data["profiles"]["a b"] == {"work_dir": 'C:\\x "y"', "retries": 1, "cleanup": "never"}
 
 
-def test_start_cluster_skips_locally_and_fails_in_ci(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_start_cluster_skips_locally_and_fails_in_ci(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     up = tmp_path / "up"
     up.write_text("#!/bin/sh\necho 'no cluster here' >&2\nexit 1\n")
     up.chmod(0o755)

@@ -32,9 +32,20 @@ class Venv:
         return self.root / "bin"
 
     def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "CLUSTRIX_CONFIG", "CLUSTRIX_PROFILE",
-                            "PYTEST_ADDOPTS", "CLUSTRIX_DISABLE_PLUGINS")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k
+            not in (
+                "PYTHONPATH",
+                "PYTHONHOME",
+                "VIRTUAL_ENV",
+                "CLUSTRIX_CONFIG",
+                "CLUSTRIX_PROFILE",
+                "PYTEST_ADDOPTS",
+                "CLUSTRIX_DISABLE_PLUGINS",
+            )
+        }
         env["PATH"] = f"{self.bin}{os.pathsep}{env.get('PATH', '')}"
         env["VIRTUAL_ENV"] = str(self.root)
         env["CLUSTRIX_STATE_DIR"] = str(self.tmp / "state")
@@ -42,10 +53,18 @@ class Venv:
         env.update(extra)
         return env
 
-    def run(self, *argv: str | Path, cwd: Path | None = None, timeout: float = 300,
-            **extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(a) for a in argv], capture_output=True, text=True, cwd=cwd or self.tmp,
-                              env=self.env(**extra), timeout=timeout, stdin=subprocess.DEVNULL)
+    def run(
+        self, *argv: str | Path, cwd: Path | None = None, timeout: float = 300, **extra: str
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(a) for a in argv],
+            capture_output=True,
+            text=True,
+            cwd=cwd or self.tmp,
+            env=self.env(**extra),
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
 
 
 def _copy_core(dest: Path) -> Path:
@@ -55,8 +74,11 @@ def _copy_core(dest: Path) -> Path:
     for name in ("README.md", "LICENSE"):
         if (ROOT / name).exists():
             shutil.copy2(ROOT / name, dest)
-    shutil.copytree(ROOT / "clustrix_core", dest / "clustrix_core",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(
+        ROOT / "clustrix_core",
+        dest / "clustrix_core",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
     return dest
 
 
@@ -65,23 +87,41 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venv]:
     tmp = tmp_path_factory.mktemp("authorkit-venv")
     core = _copy_core(tmp / "clustrix-core")
     example = tmp / "clustrix-spool"
-    shutil.copytree(EXAMPLE, example, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build"))
+    shutil.copytree(
+        EXAMPLE,
+        example,
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build"),
+    )
     root = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, timeout=120)
     v = Venv(root=root, tmp=tmp, example=example)
-    pip = v.run(v.bin / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                str(core), f"{example}[test]", timeout=600)
+    pip = v.run(
+        v.bin / "python",
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        str(core),
+        f"{example}[test]",
+        timeout=600,
+    )
     if pip.returncode != 0:
-        pytest.fail(f"pip install failed (exit {pip.returncode}):\n{pip.stderr[-4000:]}", pytrace=False)
+        pytest.fail(
+            f"pip install failed (exit {pip.returncode}):\n{pip.stderr[-4000:]}", pytrace=False
+        )
     yield v
     down = ROOT / "tests" / "clusters" / "spool" / "down"
     v.run(down, timeout=60)
 
 
 def test_core_is_not_editable_and_the_example_is_installed(venv: Venv) -> None:
-    out = venv.run(venv.bin / "python", "-c",
-                   "import clustrix_core, clustrix_spool, shutil; print(clustrix_core.__file__); "
-                   "print(shutil.which('spool-submit'))")
+    out = venv.run(
+        venv.bin / "python",
+        "-c",
+        "import clustrix_core, clustrix_spool, shutil; print(clustrix_core.__file__); "
+        "print(shutil.which('spool-submit'))",
+    )
     assert out.returncode == 0, out.stderr
     core_file, submit = out.stdout.split()
     assert core_file.startswith(str(venv.root)), core_file
@@ -99,7 +139,8 @@ def test_disabled_plugin_is_reported_and_named(venv: Venv) -> None:
     out = venv.run(venv.bin / "clustrix", "plugins", CLUSTRIX_DISABLE_PLUGINS="spool")
     assert out.returncode == 0, out.stderr
     assert [ln.split()[:5] for ln in out.stdout.splitlines() if ln.startswith("spool ")] == [
-        ["spool", "?", "clustrix-spool", "0.1.0", "disabled"]]
+        ["spool", "?", "clustrix-spool", "0.1.0", "disabled"]
+    ]
 
 
 def test_plugin_module_is_cheap(venv: Venv) -> None:
@@ -117,12 +158,25 @@ def test_plugin_module_is_cheap(venv: Venv) -> None:
 
 
 def test_conformance_suite_passes_inside_the_venv(venv: Venv) -> None:
-    out = venv.run(venv.bin / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=venv.example)
+    out = venv.run(
+        venv.bin / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=venv.example
+    )
     tail = out.stdout[-6000:] + out.stderr[-2000:]
     assert out.returncode == 0, tail
     assert "failed" not in out.stdout.splitlines()[-1], tail
-    assert "test_conformance.py" in venv.run(venv.bin / "python", "-m", "pytest", "--collect-only", "-q",
-                                             "-p", "no:cacheprovider", cwd=venv.example).stdout
+    assert (
+        "test_conformance.py"
+        in venv.run(
+            venv.bin / "python",
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            cwd=venv.example,
+        ).stdout
+    )
 
 
 def test_test_cluster_up_and_clustrix_doctor(venv: Venv) -> None:
@@ -130,7 +184,12 @@ def test_test_cluster_up_and_clustrix_doctor(venv: Venv) -> None:
     assert up.returncode == 0, up.stderr
     config = up.stdout.strip().splitlines()[-1]
     assert "[profiles.spool]" in Path(config).read_text()
-    assert venv.run(ROOT / "tests" / "clusters" / "spool" / "up").stdout.strip().splitlines()[-1] == config
-    doctor = venv.run(venv.bin / "clustrix", "doctor", "spool", "--timeout", "60", CLUSTRIX_CONFIG=config)
+    assert (
+        venv.run(ROOT / "tests" / "clusters" / "spool" / "up").stdout.strip().splitlines()[-1]
+        == config
+    )
+    doctor = venv.run(
+        venv.bin / "clustrix", "doctor", "spool", "--timeout", "60", CLUSTRIX_CONFIG=config
+    )
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert "round trip" in doctor.stdout and "'pong'" in doctor.stdout
