@@ -173,6 +173,24 @@ class BatchScheduler(Scheduler):
         super().__init__(profile=profile, transport=transport)
         self._finals: dict[str, JobStatus] = {}
 
+    def validate(self, profile: Profile) -> None:
+        """Passthrough directives: one per item, and either bare options or this scheduler's
+        prefix. Subclasses extend this (``super().validate(profile)``)."""
+        for line in profile.directives:
+            if "\n" in line or "\r" in line:
+                raise ConfigError(
+                    f"directives: {line!r} spans several lines; give one directive per item"
+                )
+            if line.startswith("#") and not line.startswith(self.directive_prefix):
+                raise ConfigError(
+                    f"directives: {line!r} starts with '#' but not {self.directive_prefix!r}; "
+                    f"write the bare option or '{self.directive_prefix} option'"
+                )
+
+    def prefixed(self, options: Sequence[str]) -> list[str]:
+        """Directive lines: each option behind ``directive_prefix``."""
+        return [f"{self.directive_prefix} {option}" for option in options]
+
     # ---- what plugins implement
     def directives(self, job: JobSpec, *, count: int, array: bool) -> list[str]:
         """The directive lines (with prefix) for ``job``; ``array`` says whether it's an array."""

@@ -133,16 +133,7 @@ class SgeScheduler(BatchScheduler):
                 raise ConfigError(
                     f"{key}={value!r} is not a Grid Engine {key} name (no spaces or '#')"
                 )
-        for line in profile.directives:
-            if "\n" in line or "\r" in line:
-                raise ConfigError(
-                    f"directives: {line!r} spans several lines; give one directive per item"
-                )
-            if line.startswith("#") and not line.startswith("#$"):
-                raise ConfigError(
-                    f"directives: {line!r} starts with '#' but not '#$'; write "
-                    "'-l name=value' or '#$ -l name=value'"
-                )
+        super().validate(profile)
         if _PATH_BAD.search(profile.work_dir):
             raise ConfigError(
                 f"work_dir={profile.work_dir!r}: Grid Engine's -o/-e/-wd paths cannot "
@@ -199,7 +190,7 @@ class SgeScheduler(BatchScheduler):
             lines.append(f"-t 1-{count}")
             if p.max_parallel:
                 lines.append(f"-tc {p.max_parallel}")
-        return [f"{self.directive_prefix} {line}" for line in lines]
+        return self.prefixed(lines)
 
     def submit_argv(
         self, script_path: str, job: JobSpec, *, first: int, count: int, array: bool

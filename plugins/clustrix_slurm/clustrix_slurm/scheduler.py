@@ -116,16 +116,7 @@ class SlurmScheduler(BatchScheduler):
                 raise ConfigError(
                     f"{key}={value!r} is not a SLURM name (letters, digits and _.,:+@=- only)"
                 )
-        for line in profile.directives:
-            if "\n" in line or "\r" in line:
-                raise ConfigError(
-                    f"directives: {line!r} spans several lines; give one directive per item"
-                )
-            if line.startswith("#") and not line.startswith("#SBATCH"):
-                raise ConfigError(
-                    f"directives: {line!r} starts with '#' but not '#SBATCH'; write "
-                    "'--option=value' or '#SBATCH --option=value'"
-                )
+        super().validate(profile)
 
     def command(self, program: str) -> str:
         """``program`` (``sbatch``, ``squeue``, ...), in ``slurm_bin`` when the profile names it."""
@@ -223,7 +214,7 @@ class SlurmScheduler(BatchScheduler):
             if p.max_parallel and p.max_parallel < count:
                 spec += f"%{p.max_parallel}"
             lines.append(f"--array={spec}")
-        return [f"{self.directive_prefix} {line}" for line in lines]
+        return self.prefixed(lines)
 
     def submit_argv(
         self, script_path: str, job: JobSpec, *, first: int, count: int, array: bool

@@ -84,6 +84,7 @@ class SpoolScheduler(BatchScheduler):
     # ---------------------------------------------------------------- checks
     def validate(self, profile: Profile) -> None:
         """Reject, before anything is submitted, what spool cannot do."""
+        super().validate(profile)  # passthrough directives
         if profile.gpus:
             raise ConfigError(f"gpus={profile.gpus!r}: the spool scheduler has no GPUs")
         if profile.nodes != 1:
@@ -126,7 +127,7 @@ class SpoolScheduler(BatchScheduler):
             lines.append(f"--mem={mebibytes(p.memory)}")
         if p.options.get("slots"):
             lines.append(f"--slots={int(p.options['slots'])}")
-        return [f"{self.directive_prefix} {line}" for line in lines]
+        return self.prefixed(lines)
 
     def submit_argv(
         self, script_path: str, job: JobSpec, *, first: int, count: int, array: bool
