@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from clustrix_core import ClusterExecutor
 from clustrix_core.testing import start_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,6 +18,22 @@ CLUSTERS = ROOT / "tests" / "clusters"
 def cluster_config(name: str) -> Path:
     """Start tests/clusters/NAME/up once per session; its config file (fails in CI if it can't)."""
     return start_cluster(CLUSTERS / name / "up")
+
+
+@pytest.fixture
+def executors() -> Iterator[Callable[..., ClusterExecutor]]:
+    """``executors(profile, **overrides)``: a ClusterExecutor, shut down (its jobs cancelled)
+    after the test."""
+    made: list[ClusterExecutor] = []
+
+    def make(profile: str, **overrides: Any) -> ClusterExecutor:
+        ex = ClusterExecutor(profile, **overrides)
+        made.append(ex)
+        return ex
+
+    yield make
+    for ex in made:
+        ex.shutdown(wait=False, cancel_futures=True)
 
 
 @pytest.fixture(autouse=True)

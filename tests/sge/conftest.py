@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +20,6 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
 GOLDEN = HERE / "golden"
 PROFILES = ["sge", "sge-ssh"]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = TIMEOUT, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def in_qstat(native_id: str) -> bool:
@@ -74,20 +63,17 @@ def use_config(sge_config: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def make_executor(use_config: Path) -> Iterator[Callable[..., ClusterExecutor]]:
+def make_executor(
+    use_config: Path, executors: Callable[..., ClusterExecutor]
+) -> Callable[..., ClusterExecutor]:
     """``make_executor("sge", **overrides)``; every executor is shut down (jobs cancelled) after
     the test. Job directories are kept (tests read scripts and logs) unless overridden."""
-    made: list[ClusterExecutor] = []
 
     def make(profile: str = "sge", **overrides: Any) -> ClusterExecutor:
         need_transport(profile)
-        ex = ClusterExecutor(profile, **{"cleanup": "never", **overrides})
-        made.append(ex)
-        return ex
+        return executors(profile, **{"cleanup": "never", **overrides})
 
-    yield make
-    for ex in made:
-        ex.shutdown(wait=False, cancel_futures=True)
+    return make
 
 
 @pytest.fixture(params=PROFILES)

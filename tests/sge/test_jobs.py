@@ -14,9 +14,10 @@ import pytest
 from clustrix_core.errors import JobFailedError, SubmissionError
 from clustrix_core.executor import ClusterExecutor
 from clustrix_core.scheduler import JobState
+from clustrix_core.testing.conformance import wait_for
 from clustrix_core.transport import CommandResult
 
-from .conftest import TIMEOUT, in_qstat, qacct, running, wait_for
+from .conftest import TIMEOUT, in_qstat, qacct, running
 
 Make = Callable[..., ClusterExecutor]
 

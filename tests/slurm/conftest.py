@@ -23,16 +23,6 @@ DATA = HERE / "data"
 GOLDEN = HERE / "golden"
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = TIMEOUT, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
 def squeue_state(native_id: str) -> str:
     """The state squeue shows for a job (all its tasks' states, sorted and joined)."""
     out = subprocess.run(
@@ -54,18 +44,15 @@ def use_config(slurm_config: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def make_executor(use_config: Path) -> Iterator[Callable[..., ClusterExecutor]]:
+def make_executor(
+    use_config: Path, executors: Callable[..., ClusterExecutor]
+) -> Callable[..., ClusterExecutor]:
     """``make_executor("slurm", **overrides)``; every executor is shut down (jobs cancelled) after the test."""
-    made: list[ClusterExecutor] = []
 
     def make(profile: str = "slurm", **overrides: Any) -> ClusterExecutor:
-        ex = ClusterExecutor(profile, **overrides)
-        made.append(ex)
-        return ex
+        return executors(profile, **overrides)
 
-    yield make
-    for ex in made:
-        ex.shutdown(wait=False, cancel_futures=True)
+    return make
 
 
 @pytest.fixture

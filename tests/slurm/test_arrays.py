@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from clustrix_core.executor import ClusterExecutor
+from clustrix_core.testing.conformance import wait_for
 
-from .conftest import TIMEOUT, squeue_state, wait_for
+from .conftest import TIMEOUT, squeue_state
 
 
 def square(x: int) -> int:

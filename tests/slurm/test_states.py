@@ -17,8 +17,9 @@ from clustrix_core.attach import JobHandle
 from clustrix_core.errors import JobFailedError
 from clustrix_core.executor import ClusterExecutor
 from clustrix_core.scheduler import JobState, JobStatus, QueueEntry, Submission
+from clustrix_core.testing.conformance import wait_for
 
-from .conftest import TIMEOUT, running, squeue_state, wait_for
+from .conftest import TIMEOUT, running, squeue_state
 
 
 def nap(seconds: float) -> float:
@@ -218,9 +219,10 @@ def test_final_states_of_finished_jobs(
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sched.transport, "run", run)
         finals = wait_for(
-            lambda: (lambda f: f if len(f) == 3 else None)(
-                sched.final_statuses(list(finished_jobs.values()))
-            ),
+            # sacct may still show a finished array as PENDING for a moment (accounting lag)
+            lambda: (
+                lambda f: f if len(f) == 3 and all(v.state.final for v in f.values()) else None
+            )(sched.final_statuses(list(finished_jobs.values()))),
             timeout=30,
         )
     check_finals(finals, finished_jobs)

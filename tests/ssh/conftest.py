@@ -51,18 +51,15 @@ def ssh_config(monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def make_executor(ssh_config: Path) -> Iterator[Callable[..., ClusterExecutor]]:
+def make_executor(
+    ssh_config: Path, executors: Callable[..., ClusterExecutor]
+) -> Callable[..., ClusterExecutor]:
     """``make_executor(**overrides)``: an executor on profile "ssh", shut down after the test."""
-    made: list[ClusterExecutor] = []
 
     def make(profile: str = "ssh", **overrides: Any) -> ClusterExecutor:
-        ex = ClusterExecutor(profile, **overrides)
-        made.append(ex)
-        return ex
+        return executors(profile, **overrides)
 
-    yield make
-    for ex in made:
-        ex.shutdown(wait=False, cancel_futures=True)
+    return make
 
 
 # ---------------------------------------------------------------- a private sshd
