@@ -19,7 +19,17 @@ import pytest
 
 from ..transport import CommandResult, LocalTransport
 
-__all__ = ["RecordingTransport", "start_cluster", "write_config"]
+__all__ = ["RecordingTransport", "assert_golden", "start_cluster", "write_config"]
+
+
+def assert_golden(text: str, path: Path) -> None:
+    """Assert that ``text`` (e.g. a rendered job script) equals the golden file ``path``; with
+    ``CLUSTRIX_UPDATE_GOLDEN=1`` the file is (re)written first."""
+    if os.environ.get("CLUSTRIX_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"{path} missing: run with CLUSTRIX_UPDATE_GOLDEN=1"
+    assert text == path.read_text(), f"differs from the golden file {path}"
 
 
 def write_config(path: Path, profiles: dict[str, dict[str, Any]]) -> Path:

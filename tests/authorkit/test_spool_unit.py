@@ -3,7 +3,6 @@ spool commands (tests/authorkit/data), with clustrix_core.testing's ``recording_
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from clustrix_spool.scheduler import OPTIONS, SpoolScheduler, parse_rows
 from clustrix_core.config import build_profile
 from clustrix_core.errors import CommandError, ConfigError, SubmissionError
 from clustrix_core.scheduler import JobSpec, JobState, QueueEntry, Submission
-from clustrix_core.testing import RecordingTransport
+from clustrix_core.testing import RecordingTransport, assert_golden
 
 from .conftest import DATA
 
@@ -54,10 +53,7 @@ def test_rendered_array_script_matches_golden_file(recording_transport: Recordin
         setup=["ulimit -c 0"],
     )
     script = sched.render_script(job(sched, ntasks=10), first=4, count=6, array=True)
-    golden = DATA / "spool-array-job.sh"
-    if os.environ.get("CLUSTRIX_UPDATE_GOLDEN"):
-        golden.write_text(script)
-    assert script == golden.read_text()
+    assert_golden(script, DATA / "spool-array-job.sh")
 
 
 def test_single_job_has_no_array_directive(recording_transport: RecordingTransport) -> None:

@@ -15,7 +15,7 @@ from clustrix_sge.scheduler import OPTIONS, SgeScheduler
 from clustrix_core.config import build_profile
 from clustrix_core.errors import ConfigError
 from clustrix_core.scheduler import JobSpec
-from clustrix_core.testing import RecordingTransport
+from clustrix_core.testing import RecordingTransport, assert_golden
 from clustrix_core.transport import CommandResult
 
 from .conftest import GOLDEN
@@ -87,13 +87,7 @@ def render(values: dict[str, Any], args: dict[str, Any]) -> str:
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_script_matches_golden_file(name: str) -> None:
-    script = render(*CASES[name])
-    path = GOLDEN / f"{name}.sh"
-    if os.environ.get("CLUSTRIX_UPDATE_GOLDEN") == "1":
-        GOLDEN.mkdir(exist_ok=True)
-        path.write_text(script)
-    assert path.exists(), f"{path} missing: run with CLUSTRIX_UPDATE_GOLDEN=1"
-    assert script == path.read_text()
+    assert_golden(render(*CASES[name]), GOLDEN / f"{name}.sh")
 
 
 def test_scripts_are_valid_bash(tmp_path: Path) -> None:

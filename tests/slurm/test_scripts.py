@@ -3,7 +3,6 @@ No cluster needed. Regenerate the golden files with ``CLUSTRIX_UPDATE_GOLDEN=1``
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
@@ -12,7 +11,7 @@ from clustrix_slurm.scheduler import SlurmScheduler
 from clustrix_core.config import build_profile
 from clustrix_core.errors import ConfigError
 from clustrix_core.scheduler import JobSpec
-from clustrix_core.testing import RecordingTransport
+from clustrix_core.testing import RecordingTransport, assert_golden
 
 from .conftest import GOLDEN
 
@@ -83,13 +82,7 @@ def render(values: dict[str, Any], args: dict[str, Any], job_dir: str) -> str:
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_script_matches_golden_file(name: str) -> None:
-    script = render(*CASES[name])
-    path = GOLDEN / f"{name}.sh"
-    if os.environ.get("CLUSTRIX_UPDATE_GOLDEN") == "1":
-        GOLDEN.mkdir(exist_ok=True)
-        path.write_text(script)
-    assert path.exists(), f"{path} missing: run with CLUSTRIX_UPDATE_GOLDEN=1"
-    assert script == path.read_text()
+    assert_golden(render(*CASES[name]), GOLDEN / f"{name}.sh")
 
 
 def test_scripts_are_valid_bash(tmp_path: Any) -> None:
