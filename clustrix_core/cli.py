@@ -208,6 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     try:
         return int(args.fn(args))
+    except BrokenPipeError:  # e.g. `clustrix jobs | head`
+        sys.stderr.close()
+        return 0
     except ClustrixError as exc:
         print(f"clustrix: error: {exc}", file=sys.stderr)
         return 1
