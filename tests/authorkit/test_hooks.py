@@ -75,6 +75,11 @@ TEMPLATE_METHODS = [
     "parallelism",
     "lost_grace",
     "supports_arrays",
+    "final_statuses",
+    "chunk_directives",
+    "submit_stdin",
+    "prefixed",
+    "error_reason",
 ]
 
 
