@@ -129,7 +129,8 @@ class Profile:
     retries: int = attrs.field(default=0, validator=_nonneg_int("retries"))
     serializer: str = attrs.field(default="auto", validator=_choice("serializer", _SERIALIZERS))
     cleanup: str = attrs.field(default="on_success", validator=_choice("cleanup", _CLEANUP))
-    poll_min: float = 0.05
+    poll_min: float | None = None
+    """Fastest status-poll interval (seconds); default: the scheduler's ``poll_min``."""
     poll_max: float = 2.0
     options: dict[str, Any] = attrs.field(factory=dict)
     """Scheduler- or transport-specific settings declared by the plugin (e.g. ``pe`` for SGE)."""

@@ -246,6 +246,7 @@ class ClusterExecutor(cf.Executor):
         self._shutdown = False
         self._monitor: threading.Thread | None = None
         self.polls = 0
+        self._poll_min = self.profile.poll_min or self.backend.scheduler.poll_min
 
     # ------------------------------------------------------------ public API
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> ClusterFuture:
@@ -419,7 +420,7 @@ class ClusterExecutor(cf.Executor):
     def _watch(self) -> None:
         """Poll all active jobs with one status query per interval: every ``poll_min`` seconds
         while something changed in the last second, then backing off by 1.5x to ``poll_max``."""
-        interval = self.profile.poll_min
+        interval = self._poll_min
         last_change = time.monotonic()
         while True:
             with self._lock:
@@ -430,7 +431,7 @@ class ClusterExecutor(cf.Executor):
                     self._wakeup.clear()
             if not active:
                 self._wakeup.wait(1.0)
-                interval, last_change = self.profile.poll_min, time.monotonic()
+                interval, last_change = self._poll_min, time.monotonic()
                 continue
             changed = False
             try:
@@ -440,7 +441,7 @@ class ClusterExecutor(cf.Executor):
             if changed:
                 last_change = time.monotonic()
             if time.monotonic() - last_change < _FAST_POLL_SECONDS:
-                interval = self.profile.poll_min
+                interval = self._poll_min
             else:
                 interval = min(interval * 1.5, self.profile.poll_max)
             self._wakeup.wait(interval)

@@ -123,6 +123,8 @@ class Scheduler:
 
     name = ""
     supports_arrays = True
+    poll_min = 0.05
+    """Seconds between status queries while jobs change (a profile's ``poll_min`` wins)."""
     lost_grace = 0.0
     """Seconds a job that left the queue may stay unknown to the scheduler's accounting (which
     can lag behind) before the executor calls it lost; it keeps looking meanwhile."""
@@ -393,6 +395,7 @@ class ProcessScheduler(Scheduler):
     ``cancelled`` and kills the group."""
 
     name = "local"
+    poll_min = 0.02  # a status query is one `sh` on the host: cheap
 
     def parallelism(self) -> int:
         if self.profile.max_parallel:
