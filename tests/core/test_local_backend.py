@@ -316,3 +316,32 @@ def test_closure_using_another_local_module_travels_by_value(local: Path, tmp_pa
 
     with ClusterExecutor("local", work_dir=str(tmp_path / "jobs")) as ex:
         assert ex.submit(uses_other, 1).result(timeout=60) == 12
+
+
+def test_cli_status_logs_cancel_of_a_running_job(local: Path) -> None:
+    def chatty_sleeper() -> None:
+        print("started", flush=True)
+        time.sleep(300)
+
+    fut = ClusterExecutor("local", cleanup="never").submit(chatty_sleeper)
+    wait_for(lambda: any(s.state is JobState.RUNNING for s in fut.job.last_status.values()), 30)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "clustrix_core.cli", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+
+    status = cli("status", fut.job_id)
+    assert status.returncode == 0 and "RUNNING" in status.stdout, status.stderr
+    wait_for(lambda: "started" in cli("logs", fut.job_id, "--stream", "out").stdout, 30)
+    assert cli("cancel", fut.job_id).returncode == 0
+    wait_for(lambda: "CANCELLED" in cli("status", fut.job_id).stdout, 30)
+    with pytest.raises(JobFailedError, match="CANCELLED"):
+        fut.result(timeout=60)
+    unknown = cli("status", "no-such-job")
+    assert unknown.returncode == 1 and "no job 'no-such-job'" in unknown.stderr
