@@ -332,6 +332,7 @@ class ClusterExecutor(cf.Executor):
             ncalls=len(calls),
             ntasks=len(tasks),
             tasks=[list(t) for t in tasks],
+            python=python,
         )
         t = backend.transport
         t.makedirs(job_dir, mode=0o700)
@@ -393,7 +394,7 @@ class ClusterExecutor(cf.Executor):
             )
             for s in record.submissions
         ]
-        python, _ = (self.backend.base_python, None)
+        python = record.python or self.backend.base_python
         job.spec = JobSpec(
             job_id=record.job_id,
             name=safe_name(record.function.rsplit(".", 1)[-1]),

@@ -44,6 +44,8 @@ class JobRecord:
     ntasks: int
     tasks: list[list[int]]
     submissions: list[dict[str, Any]] = attrs.field(factory=list)
+    python: str = ""
+    """The interpreter the job runs with (a prepared environment's, when the profile has one)."""
     state: str = "STAGED"
     reason: str = ""
     submitted_at: float = attrs.field(factory=time.time)
@@ -75,12 +77,14 @@ class Registry:
             conn = sqlite3.connect(self.path, timeout=30)
             try:
                 if not self._ready:
+                    others = ", ".join(_COLUMNS[1:])
                     conn.execute(
-                        "CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, profile TEXT, "
-                        "profile_values TEXT, scheduler TEXT, transport TEXT, job_dir TEXT, key TEXT, "
-                        "function TEXT, ncalls INTEGER, ntasks INTEGER, tasks TEXT, submissions TEXT, "
-                        "state TEXT, reason TEXT, submitted_at REAL, finished_at REAL)"
+                        f"CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, {others})"
                     )
+                    present = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+                    for column in _COLUMNS:  # a registry written by an older clustrix
+                        if column not in present:
+                            conn.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
                     self._ready = True
                 yield conn
                 conn.commit()
