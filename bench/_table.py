@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -35,3 +39,20 @@ def print_table(title: str, rows: Sequence[tuple[str, str, str]]) -> None:
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:
         print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cluster_config(name: str) -> str:
+    """Start (or find) the test cluster tests/clusters/NAME/up and return its config file; the
+    environment variable CLUSTRIX_<NAME>_CONFIG names an existing one instead."""
+    given = os.environ.get(f"CLUSTRIX_{name.upper()}_CONFIG")
+    if given:
+        return given
+    proc = subprocess.run(
+        [str(ROOT / "tests" / "clusters" / name / "up")], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        sys.exit(f"tests/clusters/{name}/up failed:\n{proc.stderr[-3000:]}")
+    return proc.stdout.strip().splitlines()[-1]

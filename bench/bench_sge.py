@@ -28,20 +28,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from _table import median_time, once, print_table  # noqa: E402
+from _table import cluster_config, median_time, once, print_table  # noqa: E402
 
 
 def trivial(x: object = None) -> object:
     return x
-
-
-def cluster_config() -> str:
-    if os.environ.get("CLUSTRIX_SGE_CONFIG"):
-        return os.environ["CLUSTRIX_SGE_CONFIG"]
-    proc = subprocess.run([str(ROOT / "tests/clusters/sge/up")], capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"tests/clusters/sge/up failed:\n{proc.stderr[-3000:]}")
-    return proc.stdout.strip().splitlines()[-1]
 
 
 def write_floor_script(job_dir: Path, queue: str) -> Path:
@@ -138,7 +129,7 @@ def main() -> None:
 
     from clustrix_core.config import load_profile
 
-    os.environ["CLUSTRIX_CONFIG"] = cluster_config()
+    os.environ["CLUSTRIX_CONFIG"] = cluster_config("sge")
     os.environ.setdefault("CLUSTRIX_STATE_DIR", tempfile.mkdtemp(prefix="clustrix-bench-"))
     profile = load_profile("sge")
     floor_dir = Path(tempfile.mkdtemp(prefix="floor-", dir=profile.work_dir))

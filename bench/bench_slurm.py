@@ -35,20 +35,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from _table import once, print_table  # noqa: E402
+from _table import cluster_config, once, print_table  # noqa: E402
 
 
 def trivial(x: object = None) -> object:
     return x
-
-
-def cluster_config() -> str:
-    if os.environ.get("CLUSTRIX_SLURM_CONFIG"):
-        return os.environ["CLUSTRIX_SLURM_CONFIG"]
-    proc = subprocess.run([str(ROOT / "tests/clusters/slurm/up")], capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"tests/clusters/slurm/up failed:\n{proc.stderr[-3000:]}")
-    return proc.stdout.strip().splitlines()[-1]
 
 
 def median_with_gaps(
@@ -141,7 +132,7 @@ def main() -> None:
     parser.add_argument("--no-ssh", action="store_true", help="skip the profile slurm-ssh")
     args = parser.parse_args()
 
-    os.environ["CLUSTRIX_CONFIG"] = cluster_config()
+    os.environ["CLUSTRIX_CONFIG"] = cluster_config("slurm")
     from clustrix_core.executor import ClusterExecutor
 
     busy = others_jobs()

@@ -29,6 +29,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _table import cluster_config  # noqa: E402
 
 
 def noop(x: Any = None) -> Any:
@@ -49,12 +52,7 @@ def ms(seconds: float) -> str:
 
 
 def start_server() -> Path:
-    proc = subprocess.run(
-        [str(ROOT / "tests/clusters/ssh/up")], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        sys.exit(f"tests/clusters/ssh/up failed:\n{proc.stderr}")
-    return Path(proc.stdout.strip().splitlines()[-1])
+    return Path(cluster_config("ssh"))
 
 
 def floors(profile: Any, repeat: int) -> dict[str, float]:
