@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import builtins
 import inspect
+import logging
 import pickle
 import platform
 import sys
@@ -25,6 +26,7 @@ from . import runner
 from .errors import SerializationError
 
 FORMAT_VERSION = 1
+logger = logging.getLogger(__name__)
 Call = tuple[tuple[Any, ...], dict[str, Any]]
 
 
@@ -595,6 +597,9 @@ def choose_strategies(
     return [s for s in available if s.in_auto and s.applies(remote)]
 
 
+FALLBACK_LIMIT = 1 << 20
+
+
 def encode_payload(
     fn: Callable[..., Any],
     calls: Sequence[Call],
@@ -604,18 +609,30 @@ def encode_payload(
     remote: RemoteInfo,
     strategies: Sequence[Serializer],
 ) -> bytes:
-    """Encode ``fn`` and ``calls`` with the first strategy that succeeds; fail locally otherwise."""
+    """Encode ``fn`` and ``calls`` with every strategy that applies, best first; the runner loads
+    the first it can. Fallback encodings repeat the calls, so they are added only while the
+    payload stays under ``FALLBACK_LIMIT`` bytes. Fails locally when no strategy can encode."""
     protocol = min(pickle.HIGHEST_PROTOCOL, remote.pickle_protocol)
     errors = []
-    encodings = []
+    encodings: list[dict[str, Any]] = []
+    size = 0
     for strategy in strategies:
-        try:
-            encodings.append(
-                {"strategy": strategy.name, "data": strategy.encode(fn, calls, protocol)}
-            )
+        if encodings and size > FALLBACK_LIMIT:
             break
+        try:
+            data = strategy.encode(fn, calls, protocol)
         except SerializationError as exc:
             errors.append(f"{strategy.name}: {exc}")
+            continue
+        except Exception as exc:  # a fallback must never break what a better strategy encoded
+            if not encodings:
+                raise
+            logger.debug("fallback strategy %s failed on %s: %s", strategy.name, _qualname(fn), exc)
+            continue
+        if encodings and size + len(data) > FALLBACK_LIMIT:
+            break
+        encodings.append({"strategy": strategy.name, "data": data})
+        size += len(data)
     if not encodings:
         if not strategies:
             raise SerializationError(

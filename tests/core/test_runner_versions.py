@@ -212,3 +212,56 @@ def test_source_strategy_ships_other_local_modules(tmp_path: Path, version: str)
 
     env_free = run_job(tmp_path, python, uses_other, [((1,), {})], 1, SourceSerializer())
     assert values(env_free) == [[9, 4.0, 3]]
+
+
+def test_payload_carries_every_applicable_encoding_and_runner_falls_back(tmp_path: Path) -> None:
+    """Same Python: cloudpickle first, source as fallback; a runner that cannot load the first
+    encoding (here: cloudpickle made unimportable) loads the next one."""
+    import json
+
+    key = secrets.token_bytes(32)
+    strategies = [CloudpickleSerializer(), SourceSerializer()]
+    payload = encode_payload(
+        crossfuncs.raises,
+        [((5,), {})],
+        [(0, 1)],
+        key=key,
+        remote=RemoteInfo.local(),
+        strategies=strategies,
+    )
+    envelope = pickle.loads(runner.unseal(runner.PAYLOAD_MAGIC, key, payload, "payload"))
+    assert envelope["strategies"] == ["cloudpickle", "source"]
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "key").write_text(key.hex())
+    (job / "payload.bin").write_bytes(payload)
+    (job / "runner.py").write_bytes(RUNNER_SOURCE)
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "cloudpickle.py").write_text("raise ImportError('no cloudpickle here')\n")
+    env = {**os.environ, "PYTHONPATH": str(blocker)}
+    proc = subprocess.run(
+        [sys.executable, str(job / "runner.py"), str(job), "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = decode_result((job / "result.0").read_bytes(), key)
+    assert report["strategy"] == "source" and values([report]) == [5]
+    assert json.dumps(envelope["tasks"]) == "[[0, 1]]"
+
+
+def test_large_payload_carries_one_encoding() -> None:
+    big = b"x" * (2 << 20)
+    payload_key = secrets.token_bytes(32)
+    payload = encode_payload(
+        crossfuncs.raises,
+        [((big,), {})],
+        [(0, 1)],
+        key=payload_key,
+        remote=RemoteInfo.local(),
+        strategies=[CloudpickleSerializer(), SourceSerializer()],
+    )
+    envelope = pickle.loads(runner.unseal(runner.PAYLOAD_MAGIC, payload_key, payload, "payload"))
+    assert envelope["strategies"] == ["cloudpickle"]
