@@ -37,8 +37,7 @@ class JobHandle:
         return values[0] if self.record.ncalls == 1 else values
 
     def cancel(self) -> None:
-        self.executor.backend.scheduler.cancel(self.job.submissions)
-        get_registry().update(self.record.job_id, state="CANCELLED")
+        self.executor._cancel_job(self.job)
 
     def logs(self, task: int = 0) -> tuple[str, str]:
         return self.job.read_log("out", task), self.job.read_log("err", task)

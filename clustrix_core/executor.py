@@ -412,8 +412,11 @@ class ClusterExecutor(cf.Executor):
     def _cancel_future(self, fut: ClusterFuture) -> None:
         job = fut.job
         others = [f for f in job.futures if f is not fut and not f.done()]
-        if others or job.finished:
-            return
+        if not others and not job.finished:
+            self._cancel_job(job)
+
+    def _cancel_job(self, job: _Job) -> None:
+        """Cancel the real job (every submission of it) and record that."""
         self.backend.scheduler.cancel(job.submissions)
         get_registry().update(job.record.job_id, state="CANCELLED", finished_at=time.time())
 
@@ -493,8 +496,7 @@ class ClusterExecutor(cf.Executor):
             t for t in range(job.record.ntasks) if t not in job.collected and f"result.{t}" in names
         ]
         for t in ready:
-            for fut, value, exc in self._collect_task(job, t) or ():
-                _deliver(fut, value=value, exc=exc)
+            _deliver_all(self._collect_task(job, t) or ())
         return bool(ready)
 
     def _collect_task(
@@ -556,12 +558,10 @@ class ClusterExecutor(cf.Executor):
                 missing.remove(t)
         worst = _worst(statuses)
         if missing and worst.state in (JobState.LOST, JobState.COMPLETED) and self._lost_grace(job):
-            for fut, value, exc in deliveries:
-                _deliver(fut, value=value, exc=exc)
+            _deliver_all(deliveries)
             return
         if missing and worst.state in RETRYABLE and job.retries_left > 0:
-            for fut, value, exc in deliveries:
-                _deliver(fut, value=value, exc=exc)
+            _deliver_all(deliveries)
             job.retries_left -= 1
             logger.warning(
                 "job %s ended %s; resubmitting (%d retries left)",
@@ -608,12 +608,7 @@ class ClusterExecutor(cf.Executor):
         get_registry().update(
             job.record.job_id, state=final, reason=worst.reason[:1000], finished_at=time.time()
         )
-        for (
-            fut,
-            value,
-            exc,
-        ) in deliveries:  # after the registry knows, so a process may exit at once
-            _deliver(fut, value=value, exc=exc)
+        _deliver_all(deliveries)  # after the registry knows, so a process may exit at once
         get_plugin_manager().hook.clustrix_job_finished(record=job.record, state=final)
         if self.profile.cleanup == "always" or (
             self.profile.cleanup == "on_success" and final == "COMPLETED"
@@ -634,6 +629,11 @@ def _deliver(fut: ClusterFuture, *, value: Any = None, exc: BaseException | None
         fut.set_exception(exc)
     else:
         fut.set_result(value)
+
+
+def _deliver_all(deliveries: Iterable[tuple[ClusterFuture, Any, BaseException | None]]) -> None:
+    for fut, value, exc in deliveries:
+        _deliver(fut, value=value, exc=exc)
 
 
 def _sub_dict(s: Submission) -> dict[str, Any]:
