@@ -473,7 +473,9 @@ def parse_qstat_full_records(text: str) -> Iterator[tuple[str, dict[str, str]]]:
     """``(job id, attributes)`` for each record of a text ``qstat -f`` (PBS Pro, Torque, the
     SLURM Torque wrappers). A record starts with ``Job Id: ID``; its attributes are indented
     alike (4 spaces by PBS Pro and Torque, a TAB by the wrappers); a line indented otherwise
-    (PBS's TAB continuation, 2 spaces in Torque's documentation) continues the value above."""
+    (PBS's TAB continuation, 2 spaces in Torque's documentation) continues the value above, and
+    a line not indented at all continues it after a newline (PBS prints a newline inside a value,
+    e.g. of an exported variable, as is)."""
     job_id: str | None = None
     fields: dict[str, str] = {}
     indent: str | None = None
@@ -498,6 +500,8 @@ def parse_qstat_full_records(text: str) -> Iterator[tuple[str, dict[str, str]]]:
             continue
         if last is not None and lead:
             fields[last] += body
+        elif last is not None:  # a raw newline inside a value (an environment variable's)
+            fields[last] += "\n" + line
     if job_id is not None:
         yield job_id, fields
 
