@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from ..config import reset_configuration
-from ..errors import ConfigError, JobFailedError
+from ..errors import ConfigError, JobFailedError, TransportError
 from ..executor import ClusterExecutor
 from ..scheduler import BatchScheduler, JobState
 
@@ -262,3 +262,101 @@ class TransportConformance:
         transport.put_bytes(f"{scratch}/x/y/z", b"1")
         transport.remove_tree(f"{scratch}/x")
         assert transport.listdir(scratch) == []
+
+    # ---- the file primitives a job store builds on (a shared host: trust only your own files)
+    def _mode(self, transport: Any, path: str) -> str:
+        return str(transport.run(["stat", "-c", "%a", path]).assert_success().stdout.strip())
+
+    def test_identity(self, transport: Any) -> None:
+        assert transport.uid() == int(transport.run(["id", "-u"]).stdout)
+        assert transport.user_name() == transport.run(["id", "-un"]).stdout.strip()
+
+    def test_makedirs_keeps_the_mode_of_an_existing_directory(
+        self, transport: Any, scratch: str
+    ) -> None:
+        transport.run(["mkdir", "-m", "755", f"{scratch}/open"]).assert_success()
+        transport.makedirs(f"{scratch}/open", mode=0o700)
+        assert self._mode(transport, f"{scratch}/open") == "755"
+        transport.makedirs(f"{scratch}/open/new/deeper", mode=0o750)
+        assert self._mode(transport, f"{scratch}/open/new") == "750"
+        assert self._mode(transport, f"{scratch}/open/new/deeper") == "750"
+
+    def test_makedirs_refuses_a_group_writable_component(
+        self, transport: Any, scratch: str
+    ) -> None:
+        shared = f"{scratch}/shared"
+        transport.run(["mkdir", "-m", "2775", shared]).assert_success()
+        for path in (shared, f"{shared}/sub"):
+            with pytest.raises(TransportError, match=r"shared.*2775.*sticky"):
+                transport.makedirs(path)
+        assert transport.listdir(shared) == []
+        assert self._mode(transport, shared) == "2775"
+        transport.run(["chmod", "1777", shared]).assert_success()  # sticky, like /tmp: fine
+        transport.makedirs(f"{shared}/sub")
+        assert self._mode(transport, f"{shared}/sub") == "700"
+
+    def test_private_dir(self, transport: Any, scratch: str) -> None:
+        mine = f"{scratch}/mine"
+        assert transport.private_dir(mine) == mine  # missing: created 0700
+        assert self._mode(transport, mine) == "700"
+        transport.run(["chmod", "750", mine]).assert_success()
+        assert transport.private_dir(mine) == mine  # ours, not writable by others: used as is
+        assert self._mode(transport, mine) == "750"
+        project = f"{scratch}/project"
+        transport.run(["mkdir", "-m", "2775", project]).assert_success()
+        own = f"{project}/clustrix-{transport.user_name()}"
+        assert transport.private_dir(project) == own
+        assert transport.private_dir(project) == own
+        assert self._mode(transport, project) == "2775"
+        assert self._mode(transport, own) == "700"
+        transport.run(["chmod", "777", own]).assert_success()  # tampered with: refused
+        with pytest.raises(TransportError, match=f"clustrix-{transport.user_name()}"):
+            transport.private_dir(project)
+
+    def test_symlinks_of_your_own_are_resolved(self, transport: Any, scratch: str) -> None:
+        transport.makedirs(f"{scratch}/real")
+        transport.run(["ln", "-s", f"{scratch}/real", f"{scratch}/link"]).assert_success()
+        assert transport.private_dir(f"{scratch}/link") == f"{scratch}/real"
+        transport.makedirs(f"{scratch}/link/sub")
+        assert "sub" in transport.listdir(f"{scratch}/real")
+
+    def test_mkdir_exclusive(self, transport: Any, scratch: str) -> None:
+        transport.mkdir_exclusive(f"{scratch}/job", mode=0o700)
+        assert self._mode(transport, f"{scratch}/job") == "700"
+        with pytest.raises(FileExistsError):
+            transport.mkdir_exclusive(f"{scratch}/job")
+        transport.run(["ln", "-s", f"{scratch}/job", f"{scratch}/link"]).assert_success()
+        with pytest.raises(FileExistsError):
+            transport.mkdir_exclusive(f"{scratch}/link")
+        transport.run(["mkdir", "-m", "2775", f"{scratch}/shared"]).assert_success()
+        with pytest.raises(TransportError, match="privately own"):
+            transport.mkdir_exclusive(f"{scratch}/shared/job")
+
+    def test_put_bytes_never_follows_a_symlink(self, transport: Any, scratch: str) -> None:
+        transport.makedirs(f"{scratch}/elsewhere")
+        transport.put_bytes(f"{scratch}/elsewhere/target", b"original")
+        transport.run(
+            ["ln", "-s", f"{scratch}/elsewhere/target", f"{scratch}/name"]
+        ).assert_success()
+        transport.put_bytes(f"{scratch}/name", b"new", mode=0o640)
+        assert transport.get_bytes(f"{scratch}/elsewhere/target") == b"original"
+        assert transport.get_bytes(f"{scratch}/name") == b"new"
+        assert transport.lstat(f"{scratch}/name").is_link is False
+        assert self._mode(transport, f"{scratch}/name") == "640"
+        assert sorted(transport.listdir(scratch)) == ["elsewhere", "name"]  # no temporary left
+        transport.run(["chmod", "777", f"{scratch}/elsewhere"]).assert_success()
+        with pytest.raises(TransportError, match="privately own"):
+            transport.put_bytes(f"{scratch}/elsewhere/x", b"1")
+
+    def test_remove_tree_never_follows_symlinks(self, transport: Any, scratch: str) -> None:
+        transport.makedirs(f"{scratch}/keep")
+        transport.put_bytes(f"{scratch}/keep/file", b"1")
+        transport.makedirs(f"{scratch}/tree/sub")
+        transport.run(["ln", "-s", f"{scratch}/keep", f"{scratch}/tree/sub/link"]).assert_success()
+        transport.run(["ln", "-s", f"{scratch}/keep", f"{scratch}/top"]).assert_success()
+        with pytest.raises(TransportError, match="symbolic link"):
+            transport.remove_tree(f"{scratch}/top")
+        transport.remove_tree(f"{scratch}/tree")
+        assert sorted(transport.listdir(scratch)) == ["keep", "top"]
+        assert transport.listdir(f"{scratch}/keep") == ["file"]
+        transport.remove_tree(f"{scratch}/missing")  # nothing there: nothing to do

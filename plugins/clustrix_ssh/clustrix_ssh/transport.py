@@ -29,7 +29,18 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from clustrix_core.errors import TransportError
-from clustrix_core.transport import CommandResult, Transport, shell_join
+from clustrix_core.transport import (
+    CommandResult,
+    PathInfo,
+    Transport,
+    Walk,
+    check_private,
+    describe_mode,
+    private_info_problem,
+    shell_join,
+    trusted_dir,
+    walk_path,
+)
 
 from .endpoint import Endpoint, resolve
 from .errors import ConnectError
@@ -73,6 +84,7 @@ class SshTransport(Transport):
         self._conn: Connection | None = None
         self._connected_once = False
         self._home: str | None = None
+        self._ident: tuple[int, str] | None = None
         # one session is the SFTP one; the others run commands
         self._sessions = threading.BoundedSemaphore(max(1, self.endpoint.max_sessions - 1))
         self._idle_shells: list[_Shell] = []
@@ -341,14 +353,67 @@ class SshTransport(Transport):
             self._home = self._sftp("finding the home directory", lambda s: s.normalize("."))
         return self._home
 
-    def put_bytes(self, path: str, data: bytes, *, mode: int = 0o600) -> None:
-        """Write ``data`` to ``path`` atomically (a temporary file renamed over it) with ``mode``."""
+    def uid(self) -> int:
+        return self._identity()[0]
+
+    def user_name(self) -> str:
+        return self._identity()[1]
+
+    def _identity(self) -> tuple[int, str]:
+        """The remote user's uid and name (``id``, once per transport: the endpoint's user)."""
+        if self._ident is None:
+            result = self.run(
+                ["sh", "-c", "id -u && id -un"], timeout=self.endpoint.connect_timeout + 30
+            )
+            lines = result.stdout.split()
+            if result.returncode != 0 or len(lines) < 2 or not lines[0].isdigit():
+                raise TransportError(
+                    f"cannot find the remote user id on {self.endpoint.describe()} "
+                    f"(id -u exited {result.returncode}: {(result.stderr or result.stdout).strip()})"
+                )
+            self._ident = (int(lines[0]), lines[1])
+        return self._ident
+
+    def _where(self) -> str:
+        return self.endpoint.target.hostname
+
+    def lstat(self, path: str) -> PathInfo | None:
         path = self.expand(path)
-        tmp = f"{path}.clustrix-tmp-{secrets.token_hex(6)}"
+        return self._sftp(f"inspecting {path}", lambda sftp: _sftp_lstat(sftp, path))
+
+    def _walk(self, sftp: Any, path: str) -> Walk:
+        return walk_path(
+            path,
+            uid=self.uid(),
+            lstat=lambda p: _sftp_lstat(sftp, p),
+            readlink=lambda p: str(sftp.readlink(p)),
+            where=self._where(),
+        )
+
+    def _private_parent(self, sftp: Any, path: str) -> None:
+        parent = posixpath.dirname(path) or "/"
+        info = _sftp_lstat(sftp, parent)
+        problem = "does not exist" if info is None else private_info_problem(info, self.uid())
+        if problem:
+            raise TransportError(
+                f"{parent} on {self._where()} {problem}: clustrix writes only into directories "
+                "you privately own (use Transport.private_dir to get one)"
+            )
+
+    def put_bytes(self, path: str, data: bytes, *, mode: int = 0o600) -> None:
+        """Write ``data`` to ``path`` atomically: a new file under a random name (exclusive
+        create), its mode set before any byte is written, renamed over ``path``."""
+        path = self.expand(path)
+        self.uid()
+        tmp = posixpath.join(
+            posixpath.dirname(path),
+            f".{posixpath.basename(path)}.clustrix-tmp-{secrets.token_hex(8)}",
+        )
 
         def op(sftp: Any) -> None:
+            self._private_parent(sftp, path)
             try:
-                with sftp.open(tmp, "wb") as fh:
+                with sftp.open(tmp, "wx") as fh:  # O_CREAT|O_EXCL: never an existing file or link
                     fh.chmod(mode)  # before any byte is written
                     fh.set_pipelined(True)
                     fh.write(data)
@@ -385,42 +450,76 @@ class SshTransport(Transport):
 
     def makedirs(self, path: str, *, mode: int = 0o700) -> None:
         path = self.expand(path)
-        import stat as st
+        self.uid()
+        self._sftp(f"creating {path}", lambda sftp: self._makedirs(sftp, path, mode))
+
+    def _makedirs(self, sftp: Any, path: str, mode: int) -> str:
+        uid, where = self.uid(), self._where()
+        walk = self._walk(sftp, path)
+        real = walk.real
+        if not walk.missing:
+            assert walk.info is not None
+            trusted_dir(real, walk.info, uid=uid, where=where)
+            return real
+        for name in walk.missing:
+            real = posixpath.join(real, name)
+            try:
+                sftp.mkdir(real, mode)
+            except OSError:
+                # made meanwhile by someone else: trust it only as an existing one
+                info = _sftp_lstat(sftp, real)
+                if info is None:
+                    raise
+                trusted_dir(real, info, uid=uid, where=where)
+                continue
+            sftp.chmod(real, mode)  # mkdir's mode is subject to the server's umask
+        return real
+
+    def private_dir(self, path: str) -> str:
+        path = self.expand(path)
+        uid, user, where = self.uid(), self.user_name(), self._where()
+
+        def op(sftp: Any) -> str:
+            walk = self._walk(sftp, path)
+            if walk.missing:
+                return self._makedirs(sftp, path, 0o700)
+            assert walk.info is not None
+            real, info = walk.real, walk.info
+            if not info.is_dir:
+                raise TransportError(f"{real} on {where} is not a directory")
+            if info.uid == uid and not info.shared_writable:
+                return real
+            sub = posixpath.join(real, f"clustrix-{user}")
+            if _sftp_lstat(sftp, sub) is None:
+                try:
+                    sftp.mkdir(sub, 0o700)
+                except OSError as exc:
+                    if _sftp_lstat(sftp, sub) is None:
+                        raise TransportError(
+                            f"{real} on {where} (owner uid {info.uid}, mode "
+                            f"{describe_mode(info)}) is shared, and clustrix cannot create its "
+                            f"private directory clustrix-{user} in it: {exc}"
+                        ) from exc
+                else:
+                    sftp.chmod(sub, 0o700)
+            check_private(sub, _sftp_lstat(sftp, sub), uid, where=where)
+            return sub
+
+        return self._sftp(f"finding a private directory in {path}", op)
+
+    def mkdir_exclusive(self, path: str, *, mode: int = 0o700) -> None:
+        path = self.expand(path)
+        self.uid()
 
         def op(sftp: Any) -> None:
+            self._private_parent(sftp, path)
             try:
-                attrs = sftp.stat(path)
-            except FileNotFoundError:
-                attrs = None
-            if attrs is not None:
-                if not st.S_ISDIR(attrs.st_mode or 0):
-                    raise NotADirectoryError(
-                        f"{path} exists on {self.endpoint.target} and is not a directory"
-                    )
-                if st.S_IMODE(attrs.st_mode or 0) != mode:
-                    sftp.chmod(path, mode)
-                return
-            missing = []
-            current = path.rstrip("/") or "/"
-            while current not in ("", "/", "."):
-                try:
-                    if not st.S_ISDIR(sftp.stat(current).st_mode or 0):
-                        raise NotADirectoryError(
-                            f"{current} exists on {self.endpoint.target} and is not a directory"
-                        )
-                    break
-                except FileNotFoundError:
-                    missing.append(current)
-                    current = posixpath.dirname(current)
-            for directory in reversed(missing):
-                try:
-                    sftp.mkdir(directory, mode)
-                except OSError:
-                    attrs = sftp.stat(directory)  # made meanwhile by someone else is fine
-                    if not st.S_ISDIR(attrs.st_mode or 0):
-                        raise
-                    continue
-                sftp.chmod(directory, mode)  # mkdir's mode is subject to the server's umask
+                sftp.mkdir(path, mode)
+            except OSError as exc:
+                if _sftp_lstat(sftp, path) is not None:
+                    raise FileExistsError(f"{path} already exists on {self._where()}") from exc
+                raise
+            sftp.chmod(path, mode)
 
         self._sftp(f"creating {path}", op)
 
@@ -439,8 +538,22 @@ class SshTransport(Transport):
         path = posixpath.normpath(self.expand(path))
         if path in ("/", ".", "") or path == posixpath.normpath(self.home()):
             raise TransportError(f"refusing to remove {path!r} on {self.endpoint.target}")
+        uid = self.uid()
+        info = self.lstat(path)
+        if info is None:
+            return
+        if info.is_link:
+            raise TransportError(
+                f"{path} on {self._where()} is a symbolic link: clustrix does not remove through it"
+            )
+        if info.uid != uid:
+            raise TransportError(
+                f"{path} on {self._where()} belongs to uid {info.uid}, not to you (uid {uid}): "
+                "clustrix removes only what it made"
+            )
 
         def op(conn: Connection) -> None:
+            # rm never follows symlinks inside the tree, nor ``path`` itself (no trailing slash)
             code, out, err = self._run_on(conn, shell_join(["rm", "-rf", "--", path]), None, None)
             if code != 0:
                 raise TransportError(
@@ -448,6 +561,16 @@ class SshTransport(Transport):
                 )
 
         self._do(f"removing {path}", op)
+
+
+def _sftp_lstat(sftp: Any, path: str) -> PathInfo | None:
+    try:
+        attrs = sftp.lstat(path)
+    except FileNotFoundError:
+        return None
+    if attrs.st_uid is None or attrs.st_mode is None:
+        raise TransportError(f"the SFTP server did not report the owner and mode of {path}")
+    return PathInfo(uid=int(attrs.st_uid), mode=int(attrs.st_mode))
 
 
 def _open_session(conn: Connection, endpoint: Endpoint) -> Any:
