@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +16,8 @@ from typing import Any
 
 import attrs
 
-from .errors import ClustrixError
+from .errors import ClustrixError, TransportError
+from .transport import local_makedirs, local_walk
 
 
 def state_dir() -> Path:
@@ -60,31 +62,93 @@ _COLUMNS = [f.name for f in attrs.fields(JobRecord)]
 _JSON = {"profile_values", "tasks", "submissions"}
 
 
+class RegistryError(ClustrixError):
+    """The state directory or the registry database cannot be trusted (or opened)."""
+
+
+def check_state_dir(path: Path) -> Path:
+    """Make sure ``path`` is a directory only the user can use: created 0700 (parents checked as
+    :meth:`Transport.makedirs` does) when missing; else it must be owned by the user, not a
+    symlink, with no group/other permissions. Its mode is never changed."""
+    text = os.path.abspath(str(path))
+    try:
+        walk = local_walk(text)
+        if walk.missing:
+            local_makedirs(text, mode=0o700)
+            walk = local_walk(text)
+    except TransportError as exc:
+        raise RegistryError(f"clustrix's state directory {text} cannot be trusted: {exc}") from exc
+    info = walk.info
+    assert info is not None
+    problem = ""
+    if info.is_link or not info.is_dir:
+        problem = "is not a directory"
+    elif info.uid != os.geteuid():
+        problem = f"belongs to uid {info.uid}, not to you (uid {os.geteuid()})"
+    elif stat.S_IMODE(info.mode) & 0o077:
+        problem = f"has mode {stat.S_IMODE(info.mode):04o}: others could read or replace the job registry (which holds job keys)"
+    if problem:
+        raise RegistryError(
+            f"clustrix's state directory {walk.real} {problem}. Use a directory that only you "
+            f"can use: `chmod 700 {walk.real}` if it is yours, or set CLUSTRIX_STATE_DIR to "
+            "another path (it is created with mode 0700)"
+        )
+    return Path(walk.real)
+
+
+def private_state_dir() -> Path:
+    """:func:`state_dir`, checked (and created) by :func:`check_state_dir`: where clustrix may keep
+    local files of its own (registry, log tails)."""
+    return check_state_dir(state_dir())
+
+
 class Registry:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or state_dir() / "jobs.sqlite3"
         self._lock = threading.Lock()
         self._ready = False
 
+    def _connect(self) -> sqlite3.Connection:
+        """Open the database, trusting it only if it is a regular file of the user's, mode 0600
+        or stricter, in a checked state directory; never through a symlink."""
+        directory = check_state_dir(self.path.parent)
+        path = directory / self.path.name
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(path, flags, 0o600)
+        except OSError as exc:
+            raise RegistryError(
+                f"cannot open the job registry {path} (a symbolic link is refused): {exc}"
+            ) from exc
+        try:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode) or before.st_uid != os.geteuid():
+                raise RegistryError(
+                    f"the job registry {path} is not a regular file of yours (uid "
+                    f"{before.st_uid}); move it away and clustrix starts a new one"
+                )
+            if stat.S_IMODE(before.st_mode) & 0o077:
+                os.fchmod(fd, 0o600)  # ours, through the descriptor: never another file
+            conn = sqlite3.connect(str(path), timeout=30)
+            try:
+                after = os.lstat(path)
+            except OSError as exc:
+                conn.close()
+                raise RegistryError(f"the job registry {path} vanished while opening") from exc
+            if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
+                conn.close()
+                raise RegistryError(f"the job registry {path} was replaced while opening")
+            return conn
+        finally:
+            os.close(fd)
+
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            if not self._ready:
-                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
-                os.close(fd)
-                os.chmod(self.path, 0o600)
-            conn = sqlite3.connect(self.path, timeout=30)
+            conn = self._connect()
             try:
                 if not self._ready:
-                    others = ", ".join(_COLUMNS[1:])
-                    conn.execute(
-                        f"CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, {others})"
-                    )
-                    present = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
-                    for column in _COLUMNS:  # a registry written by an older clustrix
-                        if column not in present:
-                            conn.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
+                    _migrate(conn)
                     self._ready = True
                 yield conn
                 conn.commit()
@@ -112,8 +176,8 @@ class Registry:
     def get(self, job_id: str) -> JobRecord:
         with self._db() as db:
             rows = db.execute(
-                f"SELECT {','.join(_COLUMNS)} FROM jobs WHERE job_id = ? OR job_id LIKE ?",
-                (job_id, job_id + "%"),
+                f"SELECT {','.join(_COLUMNS)} FROM jobs WHERE job_id = ? OR job_id LIKE ? ESCAPE '\\'",
+                (job_id, _like_prefix(job_id)),
             ).fetchall()
         if not rows:
             raise ClustrixError(f"no job {job_id!r} in the registry {self.path}")
@@ -130,6 +194,32 @@ class Registry:
                 (limit,),
             ).fetchall()
         return [_decode(r) for r in rows]
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Create the table, or add the columns a registry of an older clustrix lacks. Processes
+    doing this at once are serialized by the write lock; a column added meanwhile is fine."""
+    others = ", ".join(_COLUMNS[1:])
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, {others})")
+        present = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+        for column in _COLUMNS:
+            if column not in present:
+                try:
+                    conn.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
+                except sqlite3.OperationalError as exc:
+                    if "duplicate column" not in str(exc).lower():
+                        raise
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+def _like_prefix(text: str) -> str:
+    """A LIKE pattern (``ESCAPE '\\'``) matching the strings that start with ``text``."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def _encode(column: str, value: Any) -> Any:
