@@ -3,11 +3,16 @@
 The most specific setting wins: call-site arguments > ``configure()`` > config file(s) > defaults.
 Files: ``$CLUSTRIX_CONFIG`` alone when set; otherwise the user config file
 (``$XDG_CONFIG_HOME/clustrix/clustrix.toml``) then ``./clustrix.toml`` (later wins, per key).
+``./clustrix.toml`` is read only when it is the user's own file and not writable by group or
+others: a profile names the interpreter and setup commands jobs run, so a file planted in a shared
+directory must not configure them (it is ignored with a logged warning that says why).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import sys
 import threading
 from collections.abc import Mapping
@@ -18,6 +23,8 @@ import attrs
 
 from .errors import ConfigError
 from .resources import parse_memory, parse_time
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_PROFILE = "local"
 _SERIALIZERS = ("auto", "cloudpickle", "dill", "source")
@@ -132,11 +139,21 @@ class Profile:
     poll_min: float | None = None
     """Fastest status-poll interval (seconds); default: the scheduler's ``poll_min``."""
     poll_max: float = 2.0
+    command_timeout: float = 120.0
+    """Seconds a scheduler command (submit, status, cancel) may take before it counts as failed."""
+    status_patience: float = 60.0
+    """Seconds of consecutive failed status queries (at least 5 of them) after which the waiting
+    futures fail with the error, instead of waiting for ever (the jobs stay re-attachable)."""
     options: dict[str, Any] = attrs.field(factory=dict)
     """Scheduler- or transport-specific settings declared by the plugin (e.g. ``pe`` for SGE)."""
 
     def evolve(self, **changes: Any) -> Profile:
         return build_profile(self.name, {**profile_to_dict(self), **changes})
+
+    def option(self, key: str, default: Any = None) -> Any:
+        """A plugin-declared option (``SchedulerSpec.options``), or ``default`` when unset."""
+        value = self.options.get(key)
+        return default if value is None else value
 
     @property
     def is_local(self) -> bool:
@@ -204,26 +221,83 @@ def user_config_dir() -> Path:
     return Path(base) / "clustrix"
 
 
+def cwd_config() -> Path:
+    return Path.cwd() / "clustrix.toml"
+
+
 def config_files() -> list[Path]:
     explicit = os.environ.get("CLUSTRIX_CONFIG")
     if explicit:
         return [Path(p) for p in explicit.split(os.pathsep) if p]
-    return [
-        p
-        for p in (user_config_dir() / "clustrix.toml", Path.cwd() / "clustrix.toml")
-        if p.is_file()
-    ]
+    files = [p for p in (user_config_dir() / "clustrix.toml",) if p.is_file()]
+    local = cwd_config()
+    if local.is_file() and _untrusted(local) is None:
+        files.append(local)
+    return files
 
 
-def _load_toml(path: Path) -> dict[str, Any]:
+def _untrusted_reason(st: os.stat_result) -> str | None:
+    """Why a file with ``st`` must not configure this user's jobs (``None``: it may)."""
+    if not stat.S_ISREG(st.st_mode):
+        return "it is not a regular file"
+    if st.st_uid != os.geteuid():
+        return f"it belongs to {_user_name(st.st_uid)} (uid {st.st_uid}), not to you"
+    if st.st_mode & 0o022:
+        return f"it is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
+def _user_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return str(uid)
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _untrusted(path: Path, st: os.stat_result | None = None) -> str | None:
+    """Check ``./clustrix.toml``; log (once per reason) why it is ignored."""
+    if st is None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return "it cannot be read"
+    reason = _untrusted_reason(st)
+    if reason is not None:
+        key = (str(path), reason)
+        if key not in _warned:
+            _warned.add(key)
+            logger.warning(
+                "clustrix: ignoring %s: %s. A config file names the commands your jobs run, so "
+                "clustrix reads ./clustrix.toml only when it is yours and not writable by "
+                "others (chmod go-w it if it is yours), or pass it explicitly with "
+                "CLUSTRIX_CONFIG=%s",
+                path,
+                reason,
+                path,
+            )
+    return reason
+
+
+def _load_toml(path: Path, *, check_owner: bool = False) -> dict[str, Any]:
+    """Parse ``path``; with ``check_owner``, the opened file itself must pass :func:`_untrusted`
+    (checked on the descriptor, so it cannot be swapped after the check): else ``{}``."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
         import tomli as tomllib
     try:
         with open(path, "rb") as fh:
+            if check_owner and _untrusted(path, os.fstat(fh.fileno())) is not None:
+                return {}
             return tomllib.load(fh)
     except FileNotFoundError:
+        if check_owner:
+            return {}
         raise ConfigError(
             f"config file {str(path)!r} (from CLUSTRIX_CONFIG) does not exist"
         ) from None
@@ -259,8 +333,10 @@ def reset_configuration() -> None:
 def file_profiles() -> dict[str, dict[str, Any]]:
     """All profiles from the config files, merged per key (later files win)."""
     profiles: dict[str, dict[str, Any]] = {}
+    explicit = bool(os.environ.get("CLUSTRIX_CONFIG"))
+    local = cwd_config()
     for path in config_files():
-        data = _load_toml(path)
+        data = _load_toml(path, check_owner=not explicit and path == local)
         unknown = set(data) - {"profiles", "default_profile"}
         if unknown:
             raise ConfigError(
@@ -308,7 +384,13 @@ def env_overrides() -> dict[str, Any]:
             out[field] = [line for line in raw.splitlines() if line.strip()]
         elif field in ("auto_add_host_keys",):
             out[field] = raw.strip().lower() in ("1", "true", "yes")
-        elif field in ("connect_timeout", "poll_min", "poll_max"):
+        elif field in (
+            "connect_timeout",
+            "poll_min",
+            "poll_max",
+            "command_timeout",
+            "status_patience",
+        ):
             try:
                 out[field] = float(raw)
             except ValueError:

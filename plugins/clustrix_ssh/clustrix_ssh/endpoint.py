@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,34 @@ DEFAULTS: Mapping[str, Any] = {
     "allow_agent": True,
     "persistent_shell": True,
 }
+
+
+# What OpenSSH 9.6+ refuses in a host name (valid_hostname) or a user name (valid_ruser) given on
+# the command line, because ssh_config tokens (%h, %r, %u) reach shells through ``Match exec``,
+# ``ProxyCommand`` and ``KnownHostsCommand``. clustrix applies the host rule (the stricter one: no
+# whitespace, ``$``, ``\\`` or ``,`` at all) to both, before any ssh_config entry is evaluated.
+_BAD_CHAR = re.compile(r"[\x00-\x20\x7f'`\"$\\;&<>|(){},]|\s")
+
+
+def check_name(field: str, value: str, *, kind: str = "host", where: str = "") -> str:
+    """``value`` if it is a safe SSH host (``kind="host"``) or user name, else :class:`ConfigError`
+    naming ``field``."""
+    bad = _BAD_CHAR.search(value)
+    problem = ""
+    if not value:
+        problem = "is empty"
+    elif value.startswith("-"):
+        problem = "starts with '-' (it would be read as an ssh option)"
+    elif bad:
+        problem = (
+            f"contains {bad.group()!r} (shell metacharacters, quotes and whitespace are refused)"
+        )
+    if problem:
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(
+            f"{prefix}{field}={value!r} {problem}; OpenSSH refuses such {kind} names too"
+        )
+    return value
 
 
 @attrs.frozen(kw_only=True)
@@ -142,8 +171,9 @@ def _port(value: Any, where: str) -> int:
     return port
 
 
-def parse_jump(spec: str) -> tuple[str | None, str, int | None]:
-    """``[user@]host[:port]`` (also ``ssh://user@host:port`` and ``[v6addr]:port``)."""
+def parse_jump(spec: str, *, field: str = "proxy_jump") -> tuple[str | None, str, int | None]:
+    """``[user@]host[:port]`` (also ``ssh://user@host:port`` and ``[v6addr]:port``); the user and
+    host must pass :func:`check_name`."""
     text = spec.strip()
     if text.startswith("ssh://"):
         text = text[6:]
@@ -162,6 +192,9 @@ def parse_jump(spec: str) -> tuple[str | None, str, int | None]:
         host = text
     if not host:
         raise ConfigError(f"proxy jump {spec!r} names no host")
+    check_name(f"{field} host", host, where=f"proxy jump {spec!r}")
+    if user is not None:
+        check_name(f"{field} user", user, kind="user", where=f"proxy jump {spec!r}")
     return user, host, port
 
 
@@ -205,6 +238,14 @@ def resolve(profile: Profile) -> Endpoint:
             f'profile {profile.name!r}: the ssh transport needs host = "NAME" '
             "(a host name, address, or a Host alias of ~/.ssh/config)"
         )
+    # before anything evaluates an ssh_config entry (``Match exec`` runs a shell) or connects
+    where = f"profile {profile.name!r}"
+    check_name("host", profile.host, where=where)
+    if profile.user is not None:
+        check_name("user", profile.user, kind="user", where=where)
+    if profile.proxy_jump is not None and profile.proxy_jump.strip().lower() != "none":
+        for part in profile.proxy_jump.split(","):
+            parse_jump(part)
     config = _ssh_config(profile)
     key_files: tuple[str, ...] = ()
     if profile.key_file:
