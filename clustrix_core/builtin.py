@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from .hookspecs import hookimpl
-from .plugins import SchedulerSpec, SerializerSpec, TransportSpec
+from .specs import SchedulerSpec, SerializerSpec, TransportSpec
 
 
 @hookimpl

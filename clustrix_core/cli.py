@@ -74,7 +74,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             f"{backend.remote()[0]} is Python {backend.remote()[1].python} (cloudpickle {backend.remote()[1].cloudpickle})"
         ),
     )
-    check("job directory", lambda: _writable(backend))
+    check("job store", lambda: backend.store.check())
     check(
         "scheduler",
         lambda: f"{backend.scheduler.name}, parallelism {backend.scheduler.parallelism()}",
@@ -95,14 +95,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 _holder: dict[str, Any] = {}
-
-
-def _writable(backend: Any) -> str:
-    path = backend.work_dir()
-    probe = f"{path}/.clustrix-doctor"
-    backend.transport.put_bytes(probe, b"ok")
-    backend.transport.remove_tree(probe)
-    return f"{path} writable"
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
@@ -143,19 +135,27 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     from .attach import attach
 
-    out, err = attach(args.job).logs(args.task)
+    handle = attach(args.job)
+    out, err = handle.logs(args.task)
     if args.stream in ("out", "both"):
         sys.stdout.write(out)
     if args.stream in ("err", "both"):
         sys.stdout.write(err)
+    if not (out if args.stream == "out" else err if args.stream == "err" else out + err):
+        print(f"(job {handle.record.job_id}, task {args.task}: no output)", file=sys.stderr)
     return 0
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     from .attach import attach
 
-    attach(args.job).cancel()
-    print(f"cancelled {args.job}")
+    handle = attach(args.job)
+    if handle.cancel():
+        print(f"cancelled {handle.record.job_id}")
+    else:
+        print(
+            f"{handle.record.job_id} had already finished ({handle.record.state}); nothing to cancel"
+        )
     return 0
 
 

@@ -1,10 +1,10 @@
 """Remote Python environments: a virtual environment per (interpreter, requirement set), built
-once on the submit host, keyed by a hash, guarded by a lock directory, and reused afterwards."""
+once on the submit host under the user's private work directory, keyed by a hash, guarded by a
+lock directory, and reused afterwards (the scheduler caches the answer per cluster)."""
 
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,9 +37,6 @@ touch "$V/.clustrix-ready"
 echo "$V/bin/python"
 """
 
-_cache: dict[tuple[object, ...], str] = {}
-_cache_lock = threading.Lock()
-
 
 def requirement_lines(environment: Sequence[str]) -> list[str]:
     """A profile's ``environment``: requirement strings, or the path of a local requirements file."""
@@ -64,13 +61,11 @@ def prepare(
     requirements: Sequence[str],
     base_dir: str,
 ) -> str:
-    """Return the interpreter of a ready environment with ``requirements``, building it if needed."""
+    """Return the interpreter of a ready environment with ``requirements``, building it if
+    needed. ``base_dir`` is inside the user's private work directory (nobody else can plant an
+    environment there)."""
     reqs = sorted(set(requirements))
     digest = hashlib.sha256("\n".join([python, *reqs]).encode()).hexdigest()[:16]
-    key = (id(transport), python, digest)
-    with _cache_lock:
-        if key in _cache:
-            return _cache[key]
     venv = f"{base_dir.rstrip('/')}/env-{digest}"
     req_path = f"{venv}.requirements.txt"
     transport.makedirs(base_dir, mode=0o700)
@@ -82,10 +77,7 @@ def prepare(
             f"preparing the remote environment {venv} for {python} with {', '.join(reqs)} failed "
             f"(exit {result.returncode}):\n{result.stderr.strip()[-4000:]}"
         )
-    interpreter = result.stdout.strip().splitlines()[-1]
-    with _cache_lock:
-        _cache[key] = interpreter
-    return interpreter
+    return result.stdout.strip().splitlines()[-1]
 
 
 __all__ = ["prepare", "requirement_lines"]

@@ -62,6 +62,10 @@ class JobFailedError(ClustrixError):
         super().__init__(text)
 
 
+class StatusError(ClustrixError):
+    """The scheduler could not be asked about a job for too long; the job may still run."""
+
+
 class IntegrityError(ClustrixError):
     """A payload or result failed its HMAC check: it was changed by someone without the key."""
 

@@ -9,30 +9,32 @@ import logging
 import pickle
 import re
 import secrets
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, PENDING, RUNNING
 from pathlib import Path
 from typing import Any
 
-from . import environment, runner
+import attrs
+
+from . import runner
 from .config import Profile, load_profile, profile_to_dict
 from .errors import (
     ClustrixError,
+    CommandError,
     IntegrityError,
     JobFailedError,
     RemoteError,
     RemoteTraceback,
     SerializationError,
-    TransportError,
+    StatusError,
 )
 from .plugins import get_plugin_manager
 from .progress import Progress
 from .registry import JobRecord, get_registry
 from .scheduler import RETRYABLE, JobSpec, JobState, JobStatus, Scheduler, Submission
 from .serialization import (
-    PROBE_SNIPPET,
     Call,
     RemoteInfo,
     Serializer,
@@ -41,15 +43,15 @@ from .serialization import (
     encode_payload,
     loads_value,
 )
+from .store import LOG_TAIL_BYTES, JobStore, keep_log, kept_log
 from .transport import Transport, shared_transport
 
 logger = logging.getLogger(__name__)
 RUNNER_SOURCE = Path(runner.__file__).read_bytes()
 _LOST_GRACE_POLLS = 6
 _FAST_POLL_SECONDS = 1.0
-
-_probe_cache: dict[tuple[Any, ...], RemoteInfo] = {}
-_probe_lock = threading.Lock()
+_FAILURES_BEFORE_GIVING_UP = 5
+FINAL_RECORD_STATES = frozenset({"COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELLED"})
 
 
 def safe_name(name: str) -> str:
@@ -58,32 +60,8 @@ def safe_name(name: str) -> str:
     return (cleaned or "job")[:40]
 
 
-def probe_remote(transport: Transport, python: str) -> RemoteInfo:
-    """The remote Python's version and what it can unpickle (cached per transport and interpreter)."""
-    key = (id(transport), python)
-    with _probe_lock:
-        if key in _probe_cache:
-            return _probe_cache[key]
-    result = transport.run([python, "-c", PROBE_SNIPPET], timeout=120)
-    if result.returncode != 0:
-        raise TransportError(
-            f"the remote Python {python!r} did not run (exit {result.returncode}): "
-            f"{(result.stderr or result.stdout).strip()[-1000:]}"
-        )
-    try:
-        data = json.loads(result.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError) as exc:
-        raise TransportError(
-            f"unexpected answer from the remote Python {python!r}: {result.stdout!r}"
-        ) from exc
-    info = RemoteInfo(**data)
-    with _probe_lock:
-        _probe_cache[key] = info
-    return info
-
-
 class Backend:
-    """A profile's transport and scheduler, resolved through the plugin manager."""
+    """A profile's transport, scheduler and job store, resolved through the plugin manager."""
 
     def __init__(self, profile: Profile) -> None:
         pm = get_plugin_manager()
@@ -91,34 +69,34 @@ class Backend:
         sched_spec = pm.get("scheduler", profile.scheduler)
         transport_spec = pm.get("transport", profile.transport)
         self.transport: Transport = shared_transport(transport_spec.cls, profile)
-        self.scheduler: Scheduler = sched_spec.cls(profile=profile, transport=self.transport)
+        self.scheduler: Scheduler = sched_spec.cls(
+            profile=profile, transport=self.transport, hooks=pm.hook
+        )
         self.scheduler.validate(profile)
         self.serializers: list[Serializer] = [s.cls() for s in pm.serializer_specs()]
         self._python: str | None = None
         self._remote: RemoteInfo | None = None
         self._lock = threading.Lock()
-        self._work_dir: str | None = None
+
+    @property
+    def store(self) -> JobStore:
+        return self.scheduler.store()
 
     @property
     def base_python(self) -> str:
-        if self.profile.python:
-            return self.profile.python
-        return sys.executable if self.profile.transport == "local" else "python3"
-
-    def work_dir(self) -> str:
-        if self._work_dir is None:
-            path = self.transport.expand(self.profile.work_dir).rstrip("/")
-            self.transport.makedirs(path, mode=0o700)
-            self._work_dir = path
-        return self._work_dir
+        return self.profile.python or self.scheduler.default_python()
 
     def remote(self) -> tuple[str, RemoteInfo]:
         """The interpreter jobs run with (after preparing ``environment``) and what it can load."""
         with self._lock:
             if self._remote is None or self._python is None:
+                import sys
+
                 python = self.base_python
-                info = probe_remote(self.transport, python)
+                info = self.scheduler.probe(python)
                 if self.profile.environment:
+                    from . import environment
+
                     reqs = environment.requirement_lines(self.profile.environment)
                     if info.minor == sys.version_info[:2] and not any(
                         r.startswith("cloudpickle") for r in reqs
@@ -127,14 +105,13 @@ class Backend:
                         import cloudpickle
 
                         reqs.append(f"cloudpickle=={cloudpickle.__version__}")
-                    base = self.work_dir().rsplit("/", 1)[0] + "/envs"
-                    python = environment.prepare(self.transport, python, info.minor, reqs, base)
-                    info = probe_remote(self.transport, python)
+                    python = self.scheduler.prepare_environment(python, info, reqs)
+                    info = self.scheduler.probe(python)
                 self._python, self._remote = python, info
             return self._python, self._remote
 
 
-class ClusterFuture(cf.Future):
+class ClusterFuture(cf.Future):  # type: ignore[type-arg]
     """A future for one call, tied to the job that runs it."""
 
     def __init__(self, job: _Job, index: int) -> None:
@@ -156,16 +133,29 @@ class ClusterFuture(cf.Future):
         return self.job.task_of(self.index)
 
     def cancel(self) -> bool:
-        if self.cancelled():
-            return True
-        if not super().cancel():
-            return False
-        self.set_running_or_notify_cancel()  # CANCELLED_AND_NOTIFIED, so concurrent.futures.wait sees it
+        with self._condition:
+            if self._state in (CANCELLED, CANCELLED_AND_NOTIFIED):
+                return True
+            if not super().cancel():
+                return False
+            self.set_running_or_notify_cancel()  # CANCELLED_AND_NOTIFIED: cf.wait sees it
         self.job.executor._cancel_future(self)
         return True
 
+    def _settle(self, value: Any = None, exc: BaseException | None = None) -> bool:
+        """Complete the future unless it is already done or cancelled (atomic with cancel)."""
+        with self._condition:
+            if self._state not in (PENDING, RUNNING):
+                return False
+            self._state = RUNNING
+            if exc is not None:
+                self.set_exception(exc)
+            else:
+                self.set_result(value)
+            return True
+
     def stdout(self) -> str:
-        """The job's standard output for the task that ran this call (so far)."""
+        """The standard output of the task that ran this call (so far; kept after cleanup)."""
         return self.job.read_log("out", self.task)
 
     def stderr(self) -> str:
@@ -187,6 +177,10 @@ class _Job:
         self.spec: JobSpec | None = None
         self.progress: Progress | None = None
 
+    @property
+    def location(self) -> str:
+        return self.record.job_dir
+
     def task_of(self, index: int) -> int:
         for t, (start, stop) in enumerate(self.record.tasks):
             if start <= index < stop:
@@ -194,9 +188,11 @@ class _Job:
         raise IndexError(index)
 
     def read_log(self, kind: str, task: int, tail: int | None = None) -> str:
-        return self.executor.backend.transport.get_text(
-            f"{self.record.job_dir}/{kind}.{task}", tail=tail
-        )
+        """A task's output: what was kept locally once the job finished, else the store's."""
+        kept = kept_log(self.record.job_id, kind, task)
+        if kept is None:
+            kept = self.executor.backend.store.log(self.location, kind, task, tail=tail)
+        return kept[-tail:] if tail else kept
 
 
 def split_tasks(ncalls: int, ntasks: int) -> list[tuple[int, int]]:
@@ -229,10 +225,136 @@ def rebuild_exception(outcome: dict[str, Any]) -> BaseException:
     return exc
 
 
+class Monitor:
+    """Watches the jobs of every executor of one profile in this process with one status query
+    per interval: every ``poll_min`` seconds while something changed in the last second, then
+    backing off by 1.5x to ``poll_max``. Its thread runs while there are jobs to watch. Status
+    queries that keep failing (5 times and ``status_patience`` seconds) fail the waiting futures
+    with a :class:`StatusError` that says how to re-attach; the jobs keep their records."""
+
+    def __init__(self, scheduler: Scheduler, profile: Profile) -> None:
+        self.scheduler = scheduler
+        self.poll_min = profile.poll_min or scheduler.poll_min
+        self.poll_max = profile.poll_max
+        self.patience = profile.status_patience
+        self.polls = 0
+        self.jobs: list[_Job] = []
+        self.lock = threading.Lock()
+        self.wakeup = threading.Event()
+        self.thread: threading.Thread | None = None
+        self._failures = 0
+        self._failing_since: float | None = None
+
+    def track(self, job: _Job) -> None:
+        with self.lock:
+            self.jobs.append(job)
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    target=self._watch, name="clustrix-monitor", daemon=True
+                )
+                self.thread.start()
+        self.wakeup.set()
+
+    def cancel(self, submissions: Sequence[Submission]) -> None:
+        """Cancel through the watching scheduler, which then knows a vanished job was cancelled."""
+        self.scheduler.cancel(submissions)
+
+    def _watch(self) -> None:
+        interval = self.poll_min
+        last_change = time.monotonic()
+        while True:
+            with self.lock:
+                self.jobs = [j for j in self.jobs if not j.finished]
+                active = list(self.jobs)
+                if not active:
+                    self.thread = None
+                    return
+            changed = False
+            try:
+                changed = self._poll(active)
+                self._failures, self._failing_since = 0, None
+            except Exception as exc:  # nothing is lost: the registry has every job
+                self._failed(active, exc)
+            if changed:
+                last_change = time.monotonic()
+            if time.monotonic() - last_change < _FAST_POLL_SECONDS:
+                interval = self.poll_min
+            else:
+                interval = min(interval * 1.5, self.poll_max)
+            self.wakeup.wait(interval)
+            self.wakeup.clear()
+
+    def _poll(self, active: list[_Job]) -> bool:
+        subs = [s for j in active for s in j.submissions]
+        self.polls += 1
+        statuses = self.scheduler.statuses(subs)
+        changed = False
+        for job in active:
+            try:
+                changed |= job.executor._update(job, statuses)
+            except Exception as exc:  # one job's trouble must not stop the others
+                logger.exception("clustrix: handling job %s failed", job.record.job_id)
+                job.executor._fail_job(job, exc)
+                changed = True
+        return changed
+
+    def _failed(self, active: list[_Job], exc: Exception) -> None:
+        now = time.monotonic()
+        self._failures += 1
+        self._failing_since = self._failing_since or now
+        logger.warning(
+            "clustrix: status query failed (%d in a row, will retry): %s", self._failures, exc
+        )
+        if self._failures < _FAILURES_BEFORE_GIVING_UP or now - self._failing_since < self.patience:
+            return
+        if isinstance(exc, CommandError):
+            what = (
+                f"the status command {' '.join(exc.argv)!r} exited {exc.returncode}: "
+                f"{(exc.stderr or exc.stdout).strip()[-1000:]}"
+            )
+        else:
+            what = f"{type(exc).__name__}: {exc}"
+        ids = ", ".join(j.record.job_id for j in active)
+        err = StatusError(
+            f"cannot learn the state of job(s) {ids}: {self._failures} status queries in "
+            f"{now - self._failing_since:.0f} s failed; last: {what}. The jobs may still run: "
+            "re-attach later with clustrix_core.attach(JOB_ID) or `clustrix result JOB_ID`"
+        )
+        err.__cause__ = exc
+        for job in active:
+            job.finished = True
+            _deliver_all((fut, None, err) for fut in job.futures)
+        self._failures, self._failing_since = 0, None
+
+
+_monitors: dict[tuple[Any, ...], Monitor] = {}
+_monitors_lock = threading.Lock()
+
+
+def shared_monitor(backend: Backend) -> Monitor:
+    """The one monitor of this process for ``backend``'s profile: its name, cluster and plugin
+    options (what status commands depend on; call-site resource overrides do not count)."""
+    profile = backend.profile
+    key = (
+        profile.name,
+        profile.scheduler,
+        type(backend.transport),
+        *backend.transport.connection_key(profile),
+        json.dumps(profile.options, sort_keys=True, default=str),
+        profile.command_timeout,
+    )
+    with _monitors_lock:
+        monitor = _monitors.get(key)
+        if monitor is None:
+            monitor = _monitors[key] = Monitor(backend.scheduler, profile)
+        return monitor
+
+
 class ClusterExecutor(cf.Executor):
     """A :class:`concurrent.futures.Executor` that runs calls as cluster jobs of a profile.
 
-    ``ClusterExecutor("hpc", cores=4)``: the profile ``hpc`` with ``cores`` overridden."""
+    ``ClusterExecutor("hpc", cores=4)``: the profile ``hpc`` with ``cores`` overridden. Executors
+    of one profile in a process share one monitor (one status query per interval)."""
 
     def __init__(self, profile: str | Profile | None = None, **overrides: Any) -> None:
         if isinstance(profile, Profile):
@@ -240,16 +362,19 @@ class ClusterExecutor(cf.Executor):
         else:
             self.profile = load_profile(profile, **overrides)
         self.backend = Backend(self.profile)
+        self.monitor = shared_monitor(self.backend)
         self._jobs: list[_Job] = []
         self._lock = threading.Lock()
-        self._wakeup = threading.Event()
         self._shutdown = False
-        self._monitor: threading.Thread | None = None
-        self.polls = 0
-        self._poll_min = self.profile.poll_min or self.backend.scheduler.poll_min
+
+    @property
+    def polls(self) -> int:
+        """Status queries made so far by this executor's (shared) monitor."""
+        return self.monitor.polls
 
     # ------------------------------------------------------------ public API
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> ClusterFuture:
+        """Run ``fn(*args, **kwargs)`` as a job; a future of its value."""
         job = self._start(fn, [(args, kwargs)], ntasks=1, name=getattr(fn, "__name__", "call"))
         return job.futures[0]
 
@@ -260,6 +385,8 @@ class ClusterExecutor(cf.Executor):
         timeout: float | None = None,
         chunksize: int | None = None,
     ) -> Iterator[Any]:
+        """``fn`` over the items of ``iterables`` as one array job (``chunksize`` calls per task,
+        default: spread over the cluster's parallelism); the values, in order."""
         futures = self.map_futures(fn, *iterables, chunksize=chunksize)
         deadline = None if timeout is None else time.monotonic() + timeout
 
@@ -294,12 +421,50 @@ class ClusterExecutor(cf.Executor):
             for job in jobs:
                 for fut in job.futures:
                     fut.cancel()
-        self._wakeup.set()
         if wait:
             for job in jobs:
                 cf.wait(job.futures)
-            if self._monitor is not None:
-                self._monitor.join()
+
+    def adopt(self, record: JobRecord) -> list[ClusterFuture]:
+        """Watch a job recorded by another process (re-attach by id): its futures, in call order."""
+        if not record.submissions:
+            raise ClustrixError(
+                f"job {record.job_id} was never accepted by the scheduler "
+                f"({record.state}: {record.reason})"
+            )
+        job = _Job(self, record, record.ncalls)
+        job.submissions = [_sub_from_dict(s, record.job_dir) for s in record.submissions]
+        job.spec = JobSpec(
+            job_id=record.job_id,
+            name=safe_name(record.function.rsplit(".", 1)[-1]),
+            location=record.job_dir,
+            ntasks=record.ntasks,
+            python=record.python or self.backend.base_python,
+            profile=self.profile,
+        )
+        return self._track(job).futures
+
+    def job_statuses(self, record: JobRecord) -> dict[str, JobStatus]:
+        """The scheduler's status of each submission of a recorded job (one query)."""
+        subs = [_sub_from_dict(s, record.job_dir) for s in record.submissions]
+        return self.monitor.scheduler.statuses(subs) if subs else {}
+
+    def cancel_record(self, record: JobRecord) -> None:
+        """Cancel a recorded job on the scheduler and record that."""
+        subs = [_sub_from_dict(s, record.job_dir) for s in record.submissions]
+        self.monitor.cancel(subs)
+        get_registry().update(record.job_id, state="CANCELLED", finished_at=time.time())
+
+    def results_ready(self, record: JobRecord) -> set[int]:
+        """The tasks of a recorded job whose results are in the store."""
+        return self.backend.store.ready(record.job_dir, list(range(record.ntasks)))
+
+    def read_log(self, record: JobRecord, stream: str, task: int) -> str:
+        """A recorded job's output of ``task`` (kept locally after cleanup)."""
+        kept = kept_log(record.job_id, stream, task)
+        if kept is not None:
+            return kept
+        return self.backend.store.log(record.job_dir, stream, task)
 
     # ------------------------------------------------------------ submission
     def _start(self, fn: Callable[..., Any], calls: list[Call], *, ntasks: int, name: str) -> _Job:
@@ -307,16 +472,21 @@ class ClusterExecutor(cf.Executor):
             raise RuntimeError("cannot submit after shutdown")
         fn = getattr(fn, "__clustrix_function__", fn)
         backend = self.backend
+        store = backend.store
         python, remote = backend.remote()
         strategies = choose_strategies(remote, self.profile.serializer, backend.serializers)
         tasks = split_tasks(len(calls), ntasks)
         key = secrets.token_bytes(32)
-        payload = encode_payload(fn, calls, tasks, key=key, remote=remote, strategies=strategies)
+        job_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(4)
+        payload = encode_payload(
+            fn, calls, tasks, job_id=job_id, key=key, remote=remote, strategies=strategies
+        )
+        inputs = {"key": key.hex().encode(), "runner.py": RUNNER_SOURCE, **payload.files()}
+        _check_task_size(store, inputs, len(tasks))
         job_name = safe_name(
             self.profile.job_name if self.profile.job_name != "clustrix" else f"clustrix-{name}"
         )
-        job_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(4)
-        job_dir = f"{backend.work_dir()}/{job_name}-{job_id}-{secrets.token_hex(8)}"
+        location = store.stage(job_id=job_id, name=job_name, inputs=inputs)
         values = {
             k: v for k, v in profile_to_dict(self.profile).items() if v not in (None, (), {}, [])
         }
@@ -326,7 +496,7 @@ class ClusterExecutor(cf.Executor):
             profile_values=json.loads(json.dumps(values, default=list)),
             scheduler=self.profile.scheduler,
             transport=self.profile.transport,
-            job_dir=job_dir,
+            job_dir=location,
             key=key.hex(),
             function=f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', name)}",
             ncalls=len(calls),
@@ -334,11 +504,6 @@ class ClusterExecutor(cf.Executor):
             tasks=[list(t) for t in tasks],
             python=python,
         )
-        t = backend.transport
-        t.makedirs(job_dir, mode=0o700)
-        t.put_bytes(f"{job_dir}/key", key.hex().encode(), mode=0o600)
-        t.put_bytes(f"{job_dir}/runner.py", RUNNER_SOURCE, mode=0o600)
-        t.put_bytes(f"{job_dir}/payload.bin", payload, mode=0o600)
         registry = get_registry()
         registry.add(record)
         job = _Job(self, record, len(calls))
@@ -347,7 +512,7 @@ class ClusterExecutor(cf.Executor):
         spec = JobSpec(
             job_id=job_id,
             name=job_name,
-            job_dir=job_dir,
+            location=location,
             ntasks=len(tasks),
             python=python,
             profile=self.profile,
@@ -374,40 +539,11 @@ class ClusterExecutor(cf.Executor):
         return self._track(job)
 
     def _track(self, job: _Job) -> _Job:
-        """Hand a submitted job to the monitor thread (started on first use)."""
         with self._lock:
+            self._jobs = [j for j in self._jobs if not j.finished]
             self._jobs.append(job)
-            if self._monitor is None:
-                self._monitor = threading.Thread(
-                    target=self._watch, name="clustrix-monitor", daemon=True
-                )
-                self._monitor.start()
-        self._wakeup.set()
+        self.monitor.track(job)
         return job
-
-    def _adopt(self, record: JobRecord) -> _Job:
-        """Watch a job submitted by another process (re-attach by id)."""
-        job = _Job(self, record, record.ncalls)
-        job.submissions = [
-            Submission(
-                native_id=s["native_id"], job_dir=record.job_dir, first=s["first"], count=s["count"]
-            )
-            for s in record.submissions
-        ]
-        python = record.python or self.backend.base_python
-        job.spec = JobSpec(
-            job_id=record.job_id,
-            name=safe_name(record.function.rsplit(".", 1)[-1]),
-            job_dir=record.job_dir,
-            ntasks=record.ntasks,
-            python=python,
-            profile=self.profile,
-        )
-        if not job.submissions:
-            raise ClustrixError(
-                f"job {record.job_id} was never accepted by the scheduler ({record.state}: {record.reason})"
-            )
-        return self._track(job)
 
     def _cancel_future(self, fut: ClusterFuture) -> None:
         job = fut.job
@@ -417,60 +553,29 @@ class ClusterExecutor(cf.Executor):
 
     def _cancel_job(self, job: _Job) -> None:
         """Cancel the real job (every submission of it) and record that."""
-        self.backend.scheduler.cancel(job.submissions)
+        self.monitor.cancel(job.submissions)
         get_registry().update(job.record.job_id, state="CANCELLED", finished_at=time.time())
 
-    # ------------------------------------------------------------ monitoring
-    def _watch(self) -> None:
-        """Poll all active jobs with one status query per interval: every ``poll_min`` seconds
-        while something changed in the last second, then backing off by 1.5x to ``poll_max``."""
-        interval = self._poll_min
-        last_change = time.monotonic()
-        while True:
-            with self._lock:
-                active = [j for j in self._jobs if not j.finished]
-                if not active:
-                    if self._shutdown:
-                        return
-                    self._wakeup.clear()
-            if not active:
-                self._wakeup.wait(1.0)
-                interval, last_change = self._poll_min, time.monotonic()
-                continue
-            changed = False
-            try:
-                changed = self._poll(active)
-            except Exception as exc:  # keep watching: nothing is lost, the registry has every job
-                logger.warning("clustrix: status query failed (will retry): %s", exc)
-            if changed:
-                last_change = time.monotonic()
-            if time.monotonic() - last_change < _FAST_POLL_SECONDS:
-                interval = self._poll_min
-            else:
-                interval = min(interval * 1.5, self.profile.poll_max)
-            self._wakeup.wait(interval)
-            self._wakeup.clear()
-
-    def _poll(self, active: list[_Job]) -> bool:
-        subs = [s for j in active for s in j.submissions]
-        self.polls += 1
-        statuses = self.backend.scheduler.statuses(subs)
-        changed = False
-        for job in active:
-            job_status = {s.native_id: statuses.get(s.native_id) for s in job.submissions}
-            if any(st is None for st in job_status.values()):
-                continue
-            if job.last_status != job_status:
-                changed = True
-            job.last_status = job_status  # type: ignore[assignment]
-            if all(st.final for st in (v.state for v in job_status.values())):  # type: ignore[union-attr]
-                self._finalize(job, job_status)  # type: ignore[arg-type]
-                changed |= job.finished or job.lost_polls == 0  # waiting out a lag backs off
-            elif job.record.ntasks > 1:
-                changed |= self._collect_ready(job)
-            if job.progress is not None:
-                self._report_progress(job)
+    # ------------------------------------------------------------ the monitor's side
+    def _update(self, job: _Job, statuses: dict[str, JobStatus]) -> bool:
+        """Act on one poll's statuses of ``job``; whether anything changed."""
+        job_status = {s.native_id: statuses.get(s.native_id) for s in job.submissions}
+        if any(st is None for st in job_status.values()):
+            return False
+        changed = job.last_status != job_status
+        job.last_status = job_status  # type: ignore[assignment]
+        if all(st.state.final for st in job_status.values()):  # type: ignore[union-attr]
+            self._finalize(job, job_status)  # type: ignore[arg-type]
+            changed |= job.finished or job.lost_polls == 0  # waiting out a lag backs off
+        elif job.record.ntasks > 1:
+            changed |= self._collect_ready(job)
+        if job.progress is not None:
+            self._report_progress(job)
         return changed
+
+    def _fail_job(self, job: _Job, exc: BaseException) -> None:
+        job.finished = True
+        _deliver_all((fut, None, exc) for fut in job.futures)
 
     def _report_progress(self, job: _Job) -> None:
         assert job.progress is not None
@@ -491,10 +596,8 @@ class ClusterExecutor(cf.Executor):
             job.progress.close()
 
     def _collect_ready(self, job: _Job) -> bool:
-        names = set(self.backend.transport.listdir(job.record.job_dir))
-        ready = [
-            t for t in range(job.record.ntasks) if t not in job.collected and f"result.{t}" in names
-        ]
+        pending = [t for t in range(job.record.ntasks) if t not in job.collected]
+        ready = sorted(self.backend.store.ready(job.location, pending))
         for t in ready:
             _deliver_all(self._collect_task(job, t) or ())
         return bool(ready)
@@ -502,17 +605,23 @@ class ClusterExecutor(cf.Executor):
     def _collect_task(
         self, job: _Job, task: int
     ) -> list[tuple[ClusterFuture, Any, BaseException | None]] | None:
-        """Read and verify result.TASK: what to deliver to each of its futures; None when absent."""
-        path = f"{job.record.job_dir}/result.{task}"
-        try:
-            blob = self.backend.transport.get_bytes(path)
-        except (FileNotFoundError, OSError, TransportError):
+        """Fetch and verify task ``task``'s result: what to deliver to each of its futures;
+        None when there is none yet."""
+        blob = self.backend.store.fetch(job.location, task)
+        if blob is None:
             return None
         start, stop = job.record.tasks[task]
         futures = job.futures[start:stop]
         job.collected.add(task)
         try:
-            report = decode_result(blob, bytes.fromhex(job.record.key), f"{path}")
+            report = decode_result(
+                blob,
+                bytes.fromhex(job.record.key),
+                job_id=job.record.job_id,
+                task=task,
+                ncalls=stop - start,
+                what=f"the result of task {task} ({job.location})",
+            )
         except IntegrityError as exc:
             return [(fut, None, exc) for fut in futures]
         if report.get("error"):
@@ -539,13 +648,13 @@ class ClusterExecutor(cf.Executor):
 
     def _lost_grace(self, job: _Job) -> bool:
         """Accounting or file system lag: look again (at least _LOST_GRACE_POLLS polls and the
-        scheduler's ``lost_grace`` seconds) before calling a job without results lost."""
+        scheduler's ``accounting_lag`` seconds) before calling a job without results lost."""
         now = time.monotonic()
         job.lost_since = job.lost_since or now
         job.lost_polls += 1
         return (
             job.lost_polls <= _LOST_GRACE_POLLS
-            or now - job.lost_since < self.backend.scheduler.lost_grace
+            or now - job.lost_since < self.backend.scheduler.accounting_lag
         )
 
     def _finalize(self, job: _Job, statuses: dict[str, JobStatus]) -> None:
@@ -564,13 +673,16 @@ class ClusterExecutor(cf.Executor):
             _deliver_all(deliveries)
             job.retries_left -= 1
             logger.warning(
-                "job %s ended %s; resubmitting (%d retries left)",
+                "job %s ended %s; resubmitting its %d unfinished task(s) (%d retries left)",
                 job.record.job_id,
                 worst.state,
+                len(missing),
                 job.retries_left,
             )
             assert job.spec is not None
-            job.submissions = self.backend.scheduler.submit(job.spec)
+            job.submissions = self.backend.scheduler.submit(
+                attrs.evolve(job.spec, only=tuple(missing))
+            )
             job.record.submissions = [_sub_dict(s) for s in job.submissions]
             get_registry().update(job.record.job_id, submissions=job.record.submissions)
             job.lost_polls, job.lost_since = 0, None
@@ -605,15 +717,45 @@ class ClusterExecutor(cf.Executor):
         else:
             final = "COMPLETED_WITH_ERRORS" if raised else "COMPLETED"
         job.record.state = final
+        clean = self.profile.cleanup == "always" or (
+            self.profile.cleanup == "on_success" and final == "COMPLETED"
+        )
+        if clean:
+            self._keep_logs(job)  # before delivery: fut.stdout() works at once and after cleanup
         get_registry().update(
             job.record.job_id, state=final, reason=worst.reason[:1000], finished_at=time.time()
         )
         _deliver_all(deliveries)  # after the registry knows, so a process may exit at once
         get_plugin_manager().hook.clustrix_job_finished(record=job.record, state=final)
-        if self.profile.cleanup == "always" or (
-            self.profile.cleanup == "on_success" and final == "COMPLETED"
-        ):
-            self.backend.transport.remove_tree(job.record.job_dir)
+        if clean:
+            self.backend.store.cleanup(job.location)
+
+    def _keep_logs(self, job: _Job) -> None:
+        store = self.backend.store
+        for t in range(job.record.ntasks):
+            for stream in ("out", "err"):
+                try:
+                    text = store.log(job.location, stream, t, tail=LOG_TAIL_BYTES)
+                    keep_log(job.record.job_id, stream, t, text)
+                except Exception as exc:  # keeping a copy must never cost a result
+                    logger.warning("clustrix: could not keep the %s of %s: %s", stream, job, exc)
+
+
+def _check_task_size(store: JobStore, inputs: dict[str, bytes], ntasks: int) -> None:
+    """Refuse, before anything is created, a task whose inputs exceed the store's limit."""
+    limit = store.max_task_bytes
+    if limit is None:
+        return
+    shared = sum(len(v) for k, v in inputs.items() if not k.startswith("calls."))
+    for t in range(ntasks):
+        size = shared + len(inputs[f"calls.{t}"])
+        if size > limit:
+            raise SerializationError(
+                f"task {t} needs {size} bytes of inputs, more than the {limit} bytes the "
+                f"{type(store).__name__} can hold per task: pass smaller arguments (load large "
+                "data remotely from a path), use more tasks (chunksize), or configure the "
+                "store's volume for large inputs"
+            )
 
 
 def _worst(statuses: dict[str, JobStatus]) -> JobStatus:
@@ -622,22 +764,19 @@ def _worst(statuses: dict[str, JobStatus]) -> JobStatus:
     return bad[0] if bad else values[0]
 
 
-def _deliver(fut: ClusterFuture, *, value: Any = None, exc: BaseException | None = None) -> None:
-    if fut.done() or not fut.set_running_or_notify_cancel():
-        return
-    if exc is not None:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(value)
-
-
 def _deliver_all(deliveries: Iterable[tuple[ClusterFuture, Any, BaseException | None]]) -> None:
     for fut, value, exc in deliveries:
-        _deliver(fut, value=value, exc=exc)
+        fut._settle(value, exc)
 
 
 def _sub_dict(s: Submission) -> dict[str, Any]:
     return {"native_id": s.native_id, "first": s.first, "count": s.count}
 
 
-__all__ = ["ClusterExecutor", "ClusterFuture"]
+def _sub_from_dict(data: dict[str, Any], location: str) -> Submission:
+    return Submission(
+        native_id=data["native_id"], location=location, first=data["first"], count=data["count"]
+    )
+
+
+__all__ = ["ClusterExecutor", "ClusterFuture", "Monitor"]

@@ -14,8 +14,8 @@ import pluggy
 
 if TYPE_CHECKING:
     from .config import Profile
-    from .plugins import SchedulerSpec, SerializerSpec, TransportSpec
     from .registry import JobRecord
+    from .specs import JobScript, SchedulerSpec, SerializerSpec, TransportSpec
 
 PROJECT = "clustrix"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -62,30 +62,31 @@ class ClustrixSpecs:
         """
 
     @hookspec
-    def clustrix_job_script(self, profile: Profile, job_name: str, script: str) -> str | None:
-        """Adjust a rendered batch job script before it is submitted. Return the new script text,
-        or ``None`` to leave it as it is. Implementations run in turn, each seeing the previous
-        one's result.
+    def clustrix_job_script(self, profile: Profile, job_name: str, script: JobScript) -> str | None:
+        """Adjust a rendered job script before it is submitted. Change ``script.text`` in place
+        (implementations that run later see the change), or return the new text (returned texts
+        are applied after every implementation ran, in call order), or return ``None``. A
+        ``wrapper=True`` implementation sees the script before and after the others.
 
         Example::
 
             @hookimpl
             def clustrix_job_script(profile, job_name, script):
                 if profile.name == "gpu":
-                    return script.replace("# clustrix: setup", "# clustrix: setup\\nnvidia-smi")
-                return None
+                    first, rest = script.text.split("\\n", 1)
+                    script.text = f"{first}\\nnvidia-smi\\n{rest}"
         """
 
     @hookspec
     def clustrix_job_submitted(self, record: JobRecord) -> None:
-        """Observe a job right after the scheduler accepted it (``record.native_id`` is set).
-        The return value is ignored.
+        """Observe a job right after the scheduler accepted it (``record.native_ids`` holds the
+        scheduler's ids, one per submission). The return value is ignored.
 
         Example::
 
             @hookimpl
             def clustrix_job_submitted(record):
-                print("submitted", record.job_id, "as", record.native_id)
+                print("submitted", record.job_id, "as", ",".join(record.native_ids))
         """
 
     @hookspec

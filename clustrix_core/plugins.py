@@ -1,11 +1,13 @@
-"""Plugin discovery: entry points in the ``clustrix`` group, loaded one by one in isolation."""
+"""Plugin discovery: entry points in the ``clustrix`` group, loaded one by one in isolation.
+
+Every hook is called through the manager's relay (``pm.hook.NAME(...)``), so pluggy's wrappers,
+``tryfirst``/``trylast`` ordering and tracing work for every plugin."""
 
 from __future__ import annotations
 
 import logging
 import os
 import threading
-from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
@@ -14,6 +16,7 @@ import pluggy
 
 from .errors import PluginError
 from .hookspecs import PROJECT, ClustrixSpecs
+from .specs import SchedulerSpec, SerializerSpec, TransportSpec
 
 logger = logging.getLogger(__name__)
 
@@ -31,37 +34,6 @@ KNOWN_PACKAGES = {
 
 
 @attrs.frozen(kw_only=True)
-class _Spec:
-    name: str
-    cls: type
-    summary: str
-    options: Mapping[str, str] = attrs.field(factory=dict)
-    """Extra profile keys this plugin accepts, with a one-line description each."""
-
-
-@attrs.frozen(kw_only=True)
-class SchedulerSpec(_Spec):
-    """A scheduler class: submits, watches and cancels jobs."""
-
-    kind = "scheduler"
-
-
-@attrs.frozen(kw_only=True)
-class TransportSpec(_Spec):
-    """A transport class: runs commands and moves bytes on the submit host."""
-
-    kind = "transport"
-
-
-@attrs.frozen(kw_only=True)
-class SerializerSpec(_Spec):
-    """A serialization strategy class; lower ``priority`` is tried first."""
-
-    priority: int = 50
-    kind = "serializer"
-
-
-@attrs.frozen(kw_only=True)
 class PluginInfo:
     """One loaded (or failed) plugin, as ``clustrix plugins`` shows it."""
 
@@ -72,7 +44,7 @@ class PluginInfo:
 
 
 @attrs.frozen(kw_only=True)
-class Backend:
+class Provider:
     """One provided name (scheduler, transport or serializer) and who provides it."""
 
     kind: str
@@ -95,7 +67,7 @@ class ClustrixPluginManager(pluggy.PluginManager):
         self.add_hookspecs(ClustrixSpecs)
         self.infos: list[PluginInfo] = []
         self._dists: dict[str, tuple[str, str]] = {}
-        self._backends: dict[tuple[str, str], Backend] | None = None
+        self._backends: dict[tuple[str, str], Provider] | None = None
 
     # ---------------------------------------------------------------- loading
     def register_plugin(
@@ -147,11 +119,11 @@ class ClustrixPluginManager(pluggy.PluginManager):
                 )
 
     # ---------------------------------------------------------------- backends
-    def backends(self) -> dict[tuple[str, str], Backend]:
+    def backends(self) -> dict[tuple[str, str], Provider]:
         """Every (kind, name) provided by a loaded plugin. Two providers of one name is an error."""
         if self._backends is not None:
             return self._backends
-        found: dict[tuple[str, str], Backend] = {}
+        found: dict[tuple[str, str], Provider] = {}
         for kind, hook in (
             ("scheduler", self.hook.clustrix_schedulers),
             ("transport", self.hook.clustrix_transports),
@@ -174,7 +146,7 @@ class ClustrixPluginManager(pluggy.PluginManager):
                             f"(distribution {other.distribution}) and {impl.plugin_name!r} "
                             f"(distribution {dist}); uninstall or disable one with {DISABLE_ENV}"
                         )
-                    found[key] = Backend(
+                    found[key] = Provider(
                         kind=kind,
                         name=spec.name,
                         spec=spec,
@@ -212,16 +184,6 @@ class ClustrixPluginManager(pluggy.PluginManager):
     def serializer_specs(self) -> list[SerializerSpec]:
         specs = [b.spec for (k, _), b in self.backends().items() if k == "serializer"]
         return sorted(specs, key=lambda s: (s.priority, s.name))
-
-    def adjust_job_script(self, profile: Any, job_name: str, script: str) -> str:
-        for impl in reversed(self.hook.clustrix_job_script.get_hookimpls()):
-            args = {"profile": profile, "job_name": job_name, "script": script}
-            new = impl.function(
-                **{name: args[name] for name in impl.argnames}
-            )  # like pluggy: a subset is fine
-            if new is not None:
-                script = str(new)
-        return script
 
 
 def _entry_points() -> list[tuple[metadata.EntryPoint, str, str]]:
@@ -269,3 +231,15 @@ def reset_plugin_manager() -> None:
     global _pm
     with _pm_lock:
         _pm = None
+
+
+__all__ = [
+    "ClustrixPluginManager",
+    "PluginInfo",
+    "Provider",
+    "SchedulerSpec",
+    "SerializerSpec",
+    "TransportSpec",
+    "get_plugin_manager",
+    "reset_plugin_manager",
+]

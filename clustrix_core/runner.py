@@ -1,11 +1,21 @@
-# clustrix runner: stdlib only, valid on Python 3.6 to 3.13. It is copied into the job
-# directory and run there by the remote Python:
+# clustrix runner: stdlib only, valid on Python 3.6 to 3.13. It is shipped with a job and run by
+# the remote Python in one of two forms:
 #
 #     python runner.py JOBDIR TASK
+#     python runner.py --inputs DIR (--task N | --task-env NAME) [--output DIR | --output -]
 #
-# It verifies payload.bin with the job's HMAC key, loads the first encoding it can, runs the
-# calls of task TASK, and writes result.TASK atomically (temp file + rename). Exit status:
-# 0 every call returned, 1 a call raised, 2 the payload could not be verified or loaded.
+# The first reads key, payload.bin and calls.TASK from JOBDIR and writes result.TASK there. The
+# second reads its inputs from DIR (which may be read-only), and writes result.TASK into the
+# output directory or, with ``--output -``, writes the sealed outcome to standard output between
+# marker lines, after everything the function printed (stores without a shared file system read
+# it back from the job's log).
+#
+# It verifies payload.bin and calls.TASK with the job's HMAC key (each bound to the job id, the
+# task and its direction), loads the first encoding it can, runs the calls of task TASK, and
+# writes the sealed outcome atomically (temp file + rename). Exit status: 0 every call returned,
+# 1 a call raised, 2 the inputs could not be verified or loaded, 3 the outcome could not be
+# written.
+import base64
 import builtins
 import hashlib
 import hmac
@@ -17,43 +27,88 @@ import sys
 import time
 import traceback
 
-PAYLOAD_MAGIC = b"CLUSTRIX-PAYLOAD 1\n"
-RESULT_MAGIC = b"CLUSTRIX-RESULT 1\n"
-EXIT_OK, EXIT_RAISED, EXIT_BROKEN = 0, 1, 2
+PAYLOAD_MAGIC = b"CLUSTRIX-PAYLOAD 2\n"
+CALLS_MAGIC = b"CLUSTRIX-CALLS 2\n"
+RESULT_MAGIC = b"CLUSTRIX-RESULT 2\n"
+FRAME_BEGIN = "-----BEGIN CLUSTRIX OUTCOME %s %d-----"
+FRAME_END = "-----END CLUSTRIX OUTCOME-----"
+EXIT_OK, EXIT_RAISED, EXIT_BROKEN, EXIT_UNWRITABLE = 0, 1, 2, 3
 
 
-def sign(key, body):
-    return hmac.new(key, body, hashlib.sha256).hexdigest().encode("ascii")
+def sign(key, magic, context, body):
+    mac = hmac.new(key, magic, hashlib.sha256)
+    mac.update(context.encode("utf-8") + b"\n")
+    mac.update(body)
+    return mac.hexdigest().encode("ascii")
 
 
-def seal(magic, key, body):
-    return magic + sign(key, body) + b"\n" + body
+def seal(magic, key, body, context):
+    """``magic``, the context line (job id and task), the HMAC of all three, then the body: a
+    sealed file is valid only for the direction, job and task it was written for."""
+    return magic + context.encode("utf-8") + b"\n" + sign(key, magic, context, body) + b"\n" + body
 
 
-def unseal(magic, key, blob, what):
+def unseal(magic, key, blob, what, context):
+    """The body of a sealed ``blob``; ValueError when it is not ``magic``, not for ``context``,
+    or changed by someone without the key."""
     if not blob.startswith(magic):
-        raise ValueError("%s is not a clustrix file (bad header)" % what)
-    newline = blob.find(b"\n", len(magic))
-    digest = blob[len(magic):newline] if newline >= 0 else b""
-    body = memoryview(blob)[newline + 1:]  # no copy of a large body
-    if newline < 0 or not hmac.compare_digest(digest, sign(key, body)):
+        raise ValueError("%s is not a clustrix file of this kind (bad header)" % what)
+    first = blob.find(b"\n", len(magic))
+    second = blob.find(b"\n", first + 1) if first >= 0 else -1
+    if second < 0:
+        raise ValueError("%s is truncated" % what)
+    got = bytes(blob[len(magic):first]).decode("utf-8", "replace")
+    digest = bytes(blob[first + 1:second])
+    body = memoryview(blob)[second + 1:]  # no copy of a large body
+    if not hmac.compare_digest(digest, sign(key, magic, got, body)):
         raise ValueError("%s failed its HMAC check: it was changed after it was written" % what)
+    if got != context:
+        raise ValueError("%s belongs to %r, not to %r" % (what, got, context))
     return body
 
 
-def read_key(jobdir):
-    with open(os.path.join(jobdir, "key"), "rb") as fh:
+def task_context(job_id, task):
+    return "%s %d" % (job_id, task)
+
+
+def read_key(inputs):
+    with open(os.path.join(inputs, "key"), "rb") as fh:
         return bytes.fromhex(fh.read().decode("ascii").strip())
 
 
 def write_atomic(path, data):
-    tmp = "%s.tmp.%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, ".%s.%s.tmp" % (name, base64.b16encode(os.urandom(8)).decode()))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(tmp, flags, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_frame(job_id, task, blob):
+    """The sealed outcome on standard output, after everything the function printed."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:
+        pass
+    encoded = base64.b64encode(blob).decode("ascii")
+    lines = [encoded[i:i + 76] for i in range(0, len(encoded), 76)]
+    text = "\n%s\n%s\n%s\n" % (FRAME_BEGIN % (job_id, task), "\n".join(lines), FRAME_END)
+    data = text.encode("ascii")
+    while data:
+        written = os.write(1, data)
+        data = data[written:]
 
 
 def compile_source(source, filename):
@@ -124,28 +179,28 @@ def load_source(data):
         obj = namespace[name]
         obj.__defaults__ = defaults
         obj.__kwdefaults__ = kwdefaults
-    return namespace[spec["name"]], spec["calls"]
-
-
-def load_pickle(data):
-    spec = pickle.loads(data)
-    return spec["fn"], spec["calls"]
+    return namespace[spec["name"]]
 
 
 def load_dill(data):
     import dill
 
-    spec = dill.loads(data)
-    return spec["fn"], spec["calls"]
+    return dill.loads(data)
 
 
 def load_cloudpickle(data):
     import cloudpickle  # noqa: F401  (the pickle refers to it)
 
-    return load_pickle(data)
+    return pickle.loads(data)
 
 
-LOADERS = {"cloudpickle": load_cloudpickle, "dill": load_dill, "source": load_source, "pickle": load_pickle}
+# strategy: (load the function, load a task's calls)
+LOADERS = {
+    "cloudpickle": (load_cloudpickle, load_cloudpickle),
+    "dill": (load_dill, load_dill),
+    "source": (load_source, pickle.loads),
+    "pickle": (pickle.loads, pickle.loads),
+}
 
 
 def describe_exception(exc, tb_text):
@@ -190,53 +245,106 @@ def run_call(fn, args, kwargs):
         return describe_exception(TypeError(text), text)
 
 
+def parse_args(argv):
+    """(inputs dir, task, output dir or "-") from either command-line form."""
+    args = list(argv[1:])
+    if len(args) == 2 and not args[0].startswith("--"):
+        return args[0], int(args[1]), args[0]
+    opts = {}
+    while args:
+        flag = args.pop(0)
+        if flag not in ("--inputs", "--task", "--task-env", "--task-offset", "--output") or not args:
+            raise SystemExit("usage: runner.py JOBDIR TASK | runner.py --inputs DIR "
+                             "(--task N | --task-env NAME [--task-offset K]) [--output DIR|-]")
+        opts[flag] = args.pop(0)
+    if "--task" in opts:
+        task = int(opts["--task"])
+    else:
+        task = int(os.environ[opts["--task-env"]]) + int(opts.get("--task-offset", "0"))
+    return opts["--inputs"], task, opts.get("--output", opts["--inputs"])
+
+
+def load_job(inputs, key, task):
+    """(function, this task's calls, envelope, strategy) from the verified inputs."""
+    with open(os.path.join(inputs, "payload.bin"), "rb") as fh:
+        blob = fh.read()
+    job_id = blob[len(PAYLOAD_MAGIC):blob.find(b"\n", len(PAYLOAD_MAGIC))].decode("utf-8", "replace")
+    envelope = pickle.loads(unseal(PAYLOAD_MAGIC, key, blob, "payload.bin", job_id))
+    with open(os.path.join(inputs, "calls.%d" % task), "rb") as fh:
+        calls_by_strategy = pickle.loads(
+            unseal(CALLS_MAGIC, key, fh.read(), "calls.%d" % task, task_context(job_id, task)))
+    errors = []
+    for encoding in envelope["encodings"]:
+        strategy = encoding["strategy"]
+        loaders = LOADERS.get(strategy)
+        if loaders is None or strategy not in calls_by_strategy:
+            errors.append("%s: unknown strategy" % strategy)
+            continue
+        try:
+            fn = loaders[0](encoding["data"])
+            calls = loaders[1](calls_by_strategy[strategy])
+            return fn, calls, envelope, strategy
+        except Exception as exc:
+            errors.append("%s: %s: %s" % (strategy, type(exc).__name__, exc))
+            errors.append(traceback.format_exc())
+    raise RuntimeError("no encoding of the function could be loaded by Python %s:\n%s"
+                       % (platform.python_version(), "\n".join(errors)))
+
+
+def deliver(output, job_id, task, key, report, protocol):
+    blob = seal(RESULT_MAGIC, key, pickle.dumps(report, protocol=protocol),
+                task_context(job_id, task))
+    if output == "-":
+        write_frame(job_id, task, blob)
+    else:
+        write_atomic(os.path.join(output, "result.%d" % task), blob)
+
+
 def main(argv):
-    if len(argv) != 3:
-        sys.stderr.write("usage: runner.py JOBDIR TASK\n")
-        return EXIT_BROKEN
-    jobdir, task = argv[1], int(argv[2])
-    started = time.time()
-    result_path = os.path.join(jobdir, "result.%d" % task)
-    key = read_key(jobdir)
-    report = {"task": task, "python": platform.python_version(), "host": platform.node(),
-              "started": started, "outcomes": [], "error": None}
+    inputs, task, output = parse_args(argv)
+    key = read_key(inputs)
+    report = {"job": None, "task": task, "python": platform.python_version(),
+              "host": platform.node(), "started": time.time(), "outcomes": [], "error": None}
+    protocol = 2
     try:
-        with open(os.path.join(jobdir, "payload.bin"), "rb") as fh:
-            envelope = pickle.loads(unseal(PAYLOAD_MAGIC, key, fh.read(), "payload.bin"))
-        errors = []
-        fn = calls = None
-        for encoding in envelope["encodings"]:
-            loader = LOADERS.get(encoding["strategy"])
-            if loader is None:
-                errors.append("%s: unknown strategy" % encoding["strategy"])
-                continue
-            try:
-                fn, calls = loader(encoding["data"])
-                report["strategy"] = encoding["strategy"]
-                break
-            except Exception as exc:
-                errors.append("%s: %s: %s" % (encoding["strategy"], type(exc).__name__, exc))
-                errors.append(traceback.format_exc())
-        if fn is None:
-            raise RuntimeError("no encoding of the function could be loaded by Python %s:\n%s"
-                               % (platform.python_version(), "\n".join(errors)))
-        start, stop = envelope["tasks"][task]
+        fn, calls, envelope, report["strategy"] = load_job(inputs, key, task)
+        report["job"] = job_id = envelope["job_id"]
+        protocol = min(pickle.HIGHEST_PROTOCOL, envelope.get("result_protocol", 4))
     except Exception as exc:
         report["error"] = describe_exception(exc, traceback.format_exc())
-        write_atomic(result_path, seal(RESULT_MAGIC, key, pickle.dumps(report, protocol=2)))
         sys.stderr.write("clustrix runner: %s\n" % exc)
+        job_id = report["job"] = _job_id_of(inputs)
+        if job_id is not None:  # an authenticated report of why, when the job is known at all
+            deliver(output, job_id, task, key, report, 2)
         return EXIT_BROKEN
     status = EXIT_OK
-    for args, kwargs in calls[start:stop]:
+    for args, kwargs in calls:
         outcome = run_call(fn, args, kwargs)
         if not outcome["ok"]:
             status = EXIT_RAISED
             sys.stderr.write(outcome["traceback"])
         report["outcomes"].append(outcome)
     report["finished"] = time.time()
-    body = pickle.dumps(report, protocol=min(pickle.HIGHEST_PROTOCOL, envelope.get("result_protocol", 4)))
-    write_atomic(result_path, seal(RESULT_MAGIC, key, body))
+    try:
+        deliver(output, job_id, task, key, report, protocol)
+    except Exception as exc:
+        sys.stderr.write("clustrix runner: cannot write the result of task %d to %s: %s\n"
+                         % (task, output, exc))
+        return EXIT_UNWRITABLE
     return status
+
+
+def _job_id_of(inputs):
+    """The job id the payload header names (unverified: it only labels the error report, whose
+    seal the client checks against the job it expects)."""
+    try:
+        with open(os.path.join(inputs, "payload.bin"), "rb") as fh:
+            head = fh.read(4096)
+        if head.startswith(PAYLOAD_MAGIC):
+            return head[len(PAYLOAD_MAGIC):head.index(b"\n", len(PAYLOAD_MAGIC))].decode("utf-8")
+    except Exception:
+        pass
+    return None
 
 
 if __name__ == "__main__":

@@ -10,20 +10,27 @@ groups through any transport (the ``local`` backend, and the ``ssh`` backend of 
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import shlex
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from .errors import ConfigError, SubmissionError
+from .errors import ConfigError, SubmissionError, TransportError
+from .specs import JobScript
+from .store import FileStore, JobStore
 from .transport import CommandResult, Transport
 
 if TYPE_CHECKING:
     from .config import Profile
+    from .serialization import RemoteInfo
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class JobState(enum.Enum):
@@ -48,7 +55,7 @@ class JobState(enum.Enum):
     ERROR = ("ERROR", True)
     """The scheduler holds the job in an error state (e.g. SGE ``Eqw``); it will not run."""
     LOST = ("LOST", True)
-    """The job left the queue and neither the scheduler nor the job directory says how it ended."""
+    """The job left the queue and neither the scheduler nor the job store says how it ended."""
 
     def __init__(self, label: str, final: bool) -> None:
         self.label = label
@@ -72,14 +79,25 @@ class JobStatus:
 
 @attrs.frozen(kw_only=True)
 class JobSpec:
-    """What the executor asks a scheduler to run: ``ntasks`` runner tasks in ``job_dir``."""
+    """What the executor asks a scheduler to run: tasks of a job staged at ``location`` (for a
+    :class:`FileStore`, the job directory: ``job_dir``)."""
 
     job_id: str
     name: str
-    job_dir: str
+    location: str
     ntasks: int
     python: str
     profile: Profile
+    only: tuple[int, ...] | None = None
+    """Run only these tasks (a retry of the tasks without a result); None: every task."""
+
+    @property
+    def job_dir(self) -> str:
+        return self.location
+
+    @property
+    def tasks(self) -> list[int]:
+        return list(self.only) if self.only is not None else list(range(self.ntasks))
 
 
 @attrs.frozen(kw_only=True)
@@ -87,35 +105,66 @@ class Submission:
     """One accepted submission: a job, or an array covering tasks ``first .. first+count-1``."""
 
     native_id: str
-    job_dir: str
+    location: str
     first: int = 0
     count: int = 1
+
+    @property
+    def job_dir(self) -> str:
+        return self.location
 
 
 @attrs.frozen(kw_only=True)
 class QueueEntry:
-    """One line of a scheduler's queue listing."""
+    """One row of a scheduler's listing (queue or accounting): its native state, the exit status
+    where the scheduler reports one, and its own reason text. ``state`` may also be an already
+    mapped :class:`JobState` (for accounting records a plugin classifies itself)."""
 
     job_id: str
     task: int | None
-    state: str
+    state: str | JobState
     reason: str = ""
+    exit_code: int | None = None
+
+
+def env_script(job: JobSpec) -> str:
+    """``env.sh`` of a job directory (mode 0600, sourced by every task): the profile's
+    environment variables, module loads and setup lines. Kept out of the batch script, where a
+    value spanning lines could form a directive and where schedulers keep readable copies."""
+    p = job.profile
+    q = shlex.quote
+    lines = ["# clustrix: environment of the job (sourced by the job script)"]
+    lines.extend(f"export {key}={q(value)}" for key, value in p.env.items())
+    lines.extend(f"module load {q(module)}" for module in p.modules)
+    lines.extend(p.setup)
+    return "\n".join(lines) + "\n"
 
 
 def task_body(job: JobSpec, task_var: str = "TASK") -> str:
-    """The shell lines every backend runs for one task: environment, modules, setup, runner."""
-    p = job.profile
+    """The shell lines every file-store backend runs for one task: enter the job directory,
+    source its environment file, run the runner."""
     q = shlex.quote
-    lines = [f"cd {q(job.job_dir)} || exit 97"]
-    for key, value in p.env.items():
-        lines.append(f"export {key}={q(value)}")
-    for module in p.modules:
-        lines.append(f"module load {q(module)}")
-    lines.extend(p.setup)
-    lines.append(
-        f'exec {q(job.python)} {q(job.job_dir + "/runner.py")} {q(job.job_dir)} "${task_var}"'
+    d = q(job.job_dir)
+    return (
+        f"cd {d} || exit 97\n"
+        f". {q(job.job_dir + '/env.sh')} || exit 96\n"
+        f'exec {q(job.python)} {q(job.job_dir + "/runner.py")} {d} "${task_var}"\n'
     )
-    return "\n".join(lines) + "\n"
+
+
+def runs_of(tasks: Sequence[int]) -> list[tuple[int, int]]:
+    """Contiguous ``(first, count)`` runs of sorted task numbers."""
+    out: list[tuple[int, int]] = []
+    for t in sorted(set(tasks)):
+        if out and out[-1][0] + out[-1][1] == t:
+            out[-1] = (out[-1][0], out[-1][1] + 1)
+        else:
+            out.append((t, 1))
+    return out
+
+
+_facts: dict[tuple[Any, ...], Any] = {}
+_facts_lock = threading.Lock()
 
 
 class Scheduler:
@@ -125,14 +174,105 @@ class Scheduler:
     supports_arrays = True
     poll_min = 0.05
     """Seconds between status queries while jobs change (a profile's ``poll_min`` wins)."""
-    lost_grace = 0.0
-    """Seconds a job that left the queue may stay unknown to the scheduler's accounting (which
-    can lag behind) before the executor calls it lost; it keeps looking meanwhile."""
+    accounting_lag = 0.0
+    """Seconds a job that left the queue may stay unknown to the scheduler's accounting, or
+    without a result in the store (both can lag behind), before it counts as LOST; the executor
+    keeps looking meanwhile."""
 
-    def __init__(self, *, profile: Profile, transport: Transport) -> None:
+    def __init__(self, *, profile: Profile, transport: Transport, hooks: Any | None = None) -> None:
         self.profile = profile
         self.transport = transport
+        self.hooks = hooks
+        """The plugin manager's hook relay (``pm.hook``), given by the executor; None: no hooks."""
+        self._store: JobStore | None = None
 
+    # ---- the job store and the remote Python
+    def store(self) -> JobStore:
+        """Where this scheduler's jobs keep inputs, results and logs. Default: a private job
+        directory under ``work_dir`` through the transport."""
+        if self._store is None:
+            self._store = FileStore(self.transport, self.profile.work_dir)
+        return self._store
+
+    def default_python(self) -> str:
+        """The interpreter jobs run with when the profile names none."""
+        return sys.executable if self.profile.transport == "local" else "python3"
+
+    def probe(self, python: str) -> RemoteInfo:
+        """What ``python`` on the compute side is and can load (cached per cluster). Default:
+        run the probe snippet through the transport; a scheduler whose jobs run elsewhere (a
+        container image) overrides it."""
+        from .serialization import PROBE_SNIPPET, RemoteInfo
+
+        def ask() -> RemoteInfo:
+            result = self.run([python, "-c", PROBE_SNIPPET], timeout=120)
+            if result.returncode != 0:
+                raise TransportError(
+                    f"the remote Python {python!r} did not run (exit {result.returncode}): "
+                    f"{(result.stderr or result.stdout).strip()[-1000:]}"
+                )
+            for line in reversed(result.stdout.strip().splitlines()):
+                try:
+                    return RemoteInfo(**json.loads(line))
+                except (ValueError, TypeError):
+                    continue
+            raise TransportError(
+                f"unexpected answer from the remote Python {python!r}: {result.stdout[-1000:]!r}"
+            )
+
+        return self.cluster_fact(f"probe:{python}", ask)
+
+    def prepare_environment(self, python: str, info: RemoteInfo, requirements: list[str]) -> str:
+        """The interpreter of an environment with ``requirements`` built from ``python``.
+        Default: a virtual environment under the user's private work directory, built once."""
+        from . import environment
+
+        base = f"{FileStore(self.transport, self.profile.work_dir).root()}/.envs"
+        return self.cluster_fact(
+            f"env:{python}:{','.join(requirements)}",
+            lambda: environment.prepare(self.transport, python, info.minor, requirements, base),
+        )
+
+    # ---- cluster facts, commands, hooks
+    def cluster_fact(self, name: str, compute: Callable[[], T]) -> T:
+        """``compute()`` once per process for this cluster (scheduler, transport endpoint and
+        ``name``): MaxArraySize, a dialect, CPU counts, the remote Python. Errors are not kept."""
+        key = (self.name, type(self.transport), *self.transport.connection_key(self.profile), name)
+        with _facts_lock:
+            if key in _facts:
+                return _facts[key]  # type: ignore[no-any-return]
+        value = compute()
+        with _facts_lock:
+            return _facts.setdefault(key, value)  # type: ignore[no-any-return]
+
+    def run(
+        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        """A command on the submit host, ended after ``timeout`` (default: the profile's
+        ``command_timeout``); a timeout raises :class:`TransportError` naming the command."""
+        return self.transport.run(
+            argv, stdin=stdin, timeout=timeout or self.profile.command_timeout
+        )
+
+    def adjust_script(self, job: JobSpec, script: str, *, first: int = 0, count: int = 1) -> str:
+        """``script`` after the ``clustrix_job_script`` hooks."""
+        if self.hooks is None:
+            return script
+        holder = JobScript(text=script, job_id=job.job_id, first=first, count=count)
+        results = self.hooks.clustrix_job_script(
+            profile=job.profile, job_name=job.name, script=holder
+        )
+        for new in results or []:  # in call order; in-place changes were seen by later ones
+            holder.text = str(new)
+        return holder.text
+
+    def write_job_file(self, job: JobSpec, name: str, text: str, *, mode: int = 0o600) -> str:
+        """Write ``name`` into a file-store job's directory; its path."""
+        path = f"{job.location}/{name}"
+        self.transport.put_bytes(path, text.encode(), mode=mode)
+        return path
+
+    # ---- what every scheduler implements
     def validate(self, profile: Profile) -> None:
         """Raise :class:`ConfigError` for resource requests this scheduler cannot express."""
 
@@ -168,16 +308,19 @@ class BatchScheduler(Scheduler):
     """The first array index the scheduler uses (SGE: 1)."""
     STATES: Mapping[str, JobState] = {}
     shell = "/bin/bash"
-    lost_reason = "not in the queue, and the scheduler has no record of it"
-    """The reason given for a job that is neither in the queue nor in the accounting."""
+    single_task_arrays = True
+    """Whether a one-task chunk of a map may be a one-element array; False submits it as a plain
+    job (PBS Pro rejects ``-J N-N``)."""
 
-    def __init__(self, *, profile: Profile, transport: Transport) -> None:
-        super().__init__(profile=profile, transport=transport)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self._finals: dict[str, JobStatus] = {}
+        self._cancelled: set[str] = set()
 
     def validate(self, profile: Profile) -> None:
         """Passthrough directives: one per item, and either bare options or this scheduler's
-        prefix. Subclasses extend this (``super().validate(profile)``)."""
+        prefix; a ``work_dir`` batch systems can take. Subclasses extend this
+        (``super().validate(profile)``)."""
         for line in profile.directives:
             if "\n" in line or "\r" in line:
                 raise ConfigError(
@@ -188,6 +331,13 @@ class BatchScheduler(Scheduler):
                     f"directives: {line!r} starts with '#' but not {self.directive_prefix!r}; "
                     f"write the bare option or '{self.directive_prefix} option'"
                 )
+        bad = sorted({c for c in profile.work_dir if c in _WORK_DIR_BAD or ord(c) < 32})
+        if bad:
+            raise ConfigError(
+                f"work_dir={profile.work_dir!r}: batch systems interpret "
+                f"{' '.join(map(repr, bad))} in the paths of their directives; choose a path "
+                "without them"
+            )
 
     def prefixed(self, options: Sequence[str]) -> list[str]:
         """Directive lines: each option behind ``directive_prefix``."""
@@ -221,8 +371,24 @@ class BatchScheduler(Scheduler):
     def status_argv(self, native_ids: Sequence[str]) -> list[str]:
         raise NotImplementedError
 
-    def parse_status(self, result: CommandResult) -> list[QueueEntry]:
+    def parse_status(self, result: CommandResult, asked: Sequence[str]) -> list[QueueEntry]:
+        """The rows of a status query for the native ids ``asked`` (rows of other jobs may be
+        returned too; the base matches rows to jobs through :meth:`normalize_id`)."""
         raise NotImplementedError
+
+    def normalize_id(self, native_id: str) -> str:
+        """The form of a native id under which the queue's rows and the submissions are matched
+        (PBS: ``123.server`` and ``123.server.domain`` are one job). Default: unchanged."""
+        return native_id
+
+    def classify(self, state: str | JobState, exit_code: int | None, reason: str) -> JobStatus:
+        """A row's native state, exit status and reason as the core's status. Default: the
+        :attr:`STATES` map (:meth:`map_state`); a finished job with a nonzero exit is FAILED."""
+        mapped = state if isinstance(state, JobState) else self.map_state(state)
+        if mapped is JobState.COMPLETED and exit_code not in (None, 0):
+            mapped = JobState.FAILED
+            reason = reason or f"exit status {exit_code}"
+        return JobStatus(state=mapped, reason=reason, exit_code=exit_code)
 
     def final_status(self, submission: Submission) -> JobStatus | None:
         """How a job that left the queue ended, or ``None`` when the scheduler no longer knows."""
@@ -247,6 +413,10 @@ class BatchScheduler(Scheduler):
         queue listing does not say (SGE ``Eqw``: ``qstat -j``); "" keeps the listing's reason."""
         return ""
 
+    def lost_reason(self, submission: Submission) -> str:
+        """The reason given for a job that is neither in the queue nor in the accounting."""
+        return "not in the queue, and the scheduler has no record of it"
+
     def max_array_size(self) -> int | None:
         return None
 
@@ -257,6 +427,28 @@ class BatchScheduler(Scheduler):
             logger.debug("%s: unknown native state %r", self.name, native)
             return JobState.UNKNOWN
         return state
+
+    def summarize(
+        self, sub: Submission, entries: Sequence[QueueEntry], *, complete: bool = False
+    ) -> JobStatus | None:
+        """One status for a submission from its rows (an array has one per task or range):
+        live while any row is live (running first), else the first row that did not complete.
+        With ``complete`` (accounting records), None until every task of an array is recorded."""
+        rows = [(e, self.classify(e.state, e.exit_code, e.reason)) for e in entries]
+        if not rows:
+            return None
+        tasks = {
+            sub.first + e.task - self.task_base: st.state for e, st in rows if e.task is not None
+        }
+        live = [st for _, st in rows if not st.state.final]
+        if live:
+            order = (JobState.RUNNING, JobState.COMPLETING, JobState.PENDING)
+            chosen = next((st for w in order for st in live if st.state is w), live[0])
+            return attrs.evolve(chosen, tasks=tasks)
+        if complete and sub.count > 1 and len(tasks) < sub.count:
+            return None  # the accounting has not caught up with every task yet
+        chosen = next((st for _, st in rows if st.state is not JobState.COMPLETED), rows[0][1])
+        return attrs.evolve(chosen, tasks=tasks)
 
     def render_script(
         self, job: JobSpec, *, first: int = 0, count: int | None = None, array: bool | None = None
@@ -297,16 +489,23 @@ class BatchScheduler(Scheduler):
         return [(first, min(limit, ntasks - first)) for first in range(0, ntasks, limit)]
 
     def submit(self, job: JobSpec) -> list[Submission]:
-        from .plugins import get_plugin_manager
-
+        """Write the environment file and one script per chunk, submit each (tasks ``job.only``
+        when given: contiguous runs of them). A refused chunk cancels the chunks before it."""
         submissions: list[Submission] = []
-        for index, (first, count) in enumerate(self.array_chunks(job.ntasks)):
+        self.write_job_file(job, "env.sh", env_script(job))
+        chunks = [
+            (start + first, count)
+            for start, length in runs_of(job.tasks)
+            for first, count in self.array_chunks(length)
+        ]
+        for first, count in chunks:
             array = job.ntasks > 1 and self.supports_arrays
+            if count == 1 and not self.single_task_arrays:
+                array = False
             script = self.render_script(job, first=first, count=count, array=array)
-            script = get_plugin_manager().adjust_job_script(job.profile, job.name, script)
-            path = f"{job.job_dir}/job.{index}.sh"
-            self.transport.put_bytes(path, script.encode(), mode=0o700)
-            result = self.transport.run(
+            script = self.adjust_script(job, script, first=first, count=count)
+            path = self.write_job_file(job, f"job.{first}.sh", script, mode=0o700)
+            result = self.run(
                 self.submit_argv(path, job, first=first, count=count, array=array),
                 stdin=self.submit_stdin(path, script),
             )
@@ -319,14 +518,16 @@ class BatchScheduler(Scheduler):
                 )
             native = self.parse_submit(result)
             submissions.append(
-                Submission(native_id=native, job_dir=job.job_dir, first=first, count=count)
+                Submission(native_id=native, location=job.location, first=first, count=count)
             )
         return submissions
 
     def statuses(self, submissions: Sequence[Submission]) -> dict[str, JobStatus]:
         """One status query for the submissions not known to be final yet (final states are
         remembered). A job held in an error state gets its reason (:meth:`error_reason`) and is
-        deleted, since it would otherwise sit in the queue forever."""
+        deleted, since it would otherwise sit in the queue forever. A job that left the queue is
+        looked up in the accounting (:meth:`final_statuses`); one nobody knows is CANCELLED when
+        this scheduler cancelled it, else LOST (:meth:`lost_reason`)."""
         out = {
             s.native_id: self._finals[s.native_id]
             for s in submissions
@@ -335,63 +536,65 @@ class BatchScheduler(Scheduler):
         ask = [s for s in submissions if s.native_id not in out]
         if not ask:
             return out
-        entries = self.parse_status(
-            self.transport.run(self.status_argv([s.native_id for s in ask]))
-        )
+        ids = [s.native_id for s in ask]
+        entries = self.parse_status(self.run(self.status_argv(ids)), ids)
         by_job: dict[str, list[QueueEntry]] = {}
         for entry in entries:
-            by_job.setdefault(entry.job_id, []).append(entry)
-        gone = [sub for sub in ask if not by_job.get(sub.native_id)]
+            by_job.setdefault(self.normalize_id(entry.job_id), []).append(entry)
+        listed = {s.native_id: by_job.get(self.normalize_id(s.native_id), []) for s in ask}
+        gone = [sub for sub in ask if not listed[sub.native_id]]
         finals = self.final_statuses(gone) if gone else {}  # one accounting query for all of them
         for sub in ask:
-            listed = by_job.get(sub.native_id)
-            if listed:
-                status = self._aggregate(sub, listed)
-                if status.state is JobState.ERROR:
-                    reason = (
-                        self.error_reason(sub)
-                        or status.reason
-                        or "the scheduler holds the job in an error state"
-                    )
-                    status = attrs.evolve(status, reason=reason)
-                    self.cancel([sub])
-            else:
-                status = finals.get(sub.native_id) or JobStatus(
-                    state=JobState.LOST, reason=self.lost_reason
+            status = self.summarize(sub, listed[sub.native_id])
+            if status is not None and status.state is JobState.ERROR:
+                reason = (
+                    self.error_reason(sub)
+                    or status.reason
+                    or "the scheduler holds the job in an error state"
                 )
+                status = attrs.evolve(status, reason=reason)
+                self.cancel([sub])
+            if status is None:
+                status = finals.get(sub.native_id)
+            if status is None and sub.native_id in self._cancelled:
+                status = JobStatus(
+                    state=JobState.CANCELLED, reason="cancelled before it ran to the end"
+                )
+            if status is None:
+                status = JobStatus(state=JobState.LOST, reason=self.lost_reason(sub))
             if status.state.final and status.state is not JobState.LOST:
                 self._finals[sub.native_id] = status
             out[sub.native_id] = status
         return out
 
-    def _aggregate(self, sub: Submission, entries: list[QueueEntry]) -> JobStatus:
-        states = [(e, self.map_state(e.state)) for e in entries]
-        tasks = {sub.first + e.task - self.task_base: s for e, s in states if e.task is not None}
-        live = [(e, s) for e, s in states if not s.final]
-        if not live:
-            failed = [(e, s) for e, s in states if s is not JobState.COMPLETED]
-            e, s = failed[0] if failed else states[0]
-            return JobStatus(state=s, reason=e.reason, tasks=tasks)
-        for wanted in (JobState.RUNNING, JobState.COMPLETING, JobState.PENDING):
-            for e, s in live:
-                if s is wanted:
-                    return JobStatus(state=s, reason=e.reason, tasks=tasks)
-        e, s = live[0]
-        return JobStatus(state=s, reason=e.reason, tasks=tasks)
-
     def cancel(self, submissions: Sequence[Submission]) -> None:
         if submissions:
-            self.transport.run(self.cancel_argv([s.native_id for s in submissions]))
+            self._cancelled.update(s.native_id for s in submissions)
+            self.run(self.cancel_argv([s.native_id for s in submissions]))
+
+
+_WORK_DIR_BAD = set("\\\"'`$#")
+"""Characters of a work_dir that some batch system interprets in directive paths (SLURM drops
+``\\``; Grid Engine expands ``$VAR`` and chokes on quotes and ``#``)."""
 
 
 # ---------------------------------------------------------------- detached processes
+
+# ``owns PID DIR``: the process PID is the job's own script (its command line names DIR/job.sh):
+# proof needed before a PID from a file is signalled or trusted to be the job (PIDs get reused).
+_OWNS = (
+    'owns() { if [ -r "/proc/$1/cmdline" ]; then tr "\\000" " " <"/proc/$1/cmdline"; '
+    'else ps -o args= -p "$1" 2>/dev/null; fi | grep -qF -- "$2/job.sh"; }'
+)
 
 
 class ProcessScheduler(Scheduler):
     """Runs a job as a detached process group on the submit host itself (no batch system).
 
     ``job.sh`` starts every task in the background (``exit.N`` holds each task's exit status),
-    waits, and writes ``done``. The native id is the process group's PID. Cancelling writes
+    at most ``max_parallel`` at once when the profile sets it, waits, and writes ``done``. The
+    native id is the process group's PID. A PID is trusted (as running, or to be signalled)
+    only while that process's command line is the job's own script. Cancelling writes
     ``cancelled`` and kills the group."""
 
     name = "local"
@@ -400,11 +603,15 @@ class ProcessScheduler(Scheduler):
     def parallelism(self) -> int:
         if self.profile.max_parallel:
             return self.profile.max_parallel
-        result = self.transport.run(["sh", "-c", "nproc 2>/dev/null || getconf _NPROCESSORS_ONLN"])
-        try:
-            return max(1, int(result.stdout.split()[0]))
-        except (IndexError, ValueError):
-            return 1
+
+        def cpus() -> int:
+            result = self.run(["sh", "-c", "nproc 2>/dev/null || getconf _NPROCESSORS_ONLN"])
+            try:
+                return max(1, int(result.stdout.split()[0]))
+            except (IndexError, ValueError):
+                return 1
+
+        return self.cluster_fact("cpus", cpus)
 
     def validate(self, profile: Profile) -> None:
         for field in ("partition", "queue", "account", "qos"):
@@ -417,29 +624,34 @@ class ProcessScheduler(Scheduler):
     def render_script(self, job: JobSpec) -> str:
         q = shlex.quote
         d = q(job.job_dir)
+        limit = self.profile.max_parallel
+        throttle = (
+            f"  while [ $(jobs -p | wc -l) -ge {int(limit)} ]; do sleep 0.05; done\n"
+            if limit
+            else ""
+        )
         return (
             "#!/bin/sh\n"
             f"# clustrix job {job.job_id}\n"
             "run_task() {\n"
             "  TASK=$1\n"
             "  (\n"
-            f"{task_body(job)}"  # real newlines: values and setup lines may span several lines
+            f"{task_body(job)}"
             f"  ) >>{d}/out.$TASK 2>>{d}/err.$TASK\n"
             f"  echo $? >{d}/exit.$TASK.tmp && mv {d}/exit.$TASK.tmp {d}/exit.$TASK\n"
             "}\n"
-            f"i=0; while [ $i -lt {job.ntasks} ]; do run_task $i & i=$((i + 1)); done\n"
+            f"for i in {' '.join(map(str, job.tasks))}; do\n"
+            f"{throttle}"
+            "  run_task $i &\n"
+            "done\n"
             "wait\n"
             f"touch {d}/done\n"
         )
 
     def submit(self, job: JobSpec) -> list[Submission]:
-        from .plugins import get_plugin_manager
-
-        script = get_plugin_manager().adjust_job_script(
-            job.profile, job.name, self.render_script(job)
-        )
-        path = f"{job.job_dir}/job.sh"
-        self.transport.put_bytes(path, script.encode(), mode=0o700)
+        self.write_job_file(job, "env.sh", env_script(job))
+        script = self.adjust_script(job, self.render_script(job), count=job.ntasks)
+        path = self.write_job_file(job, "job.sh", script, mode=0o700)
         q = shlex.quote
         launch = (
             f"cd {q(job.job_dir)} && "
@@ -447,7 +659,7 @@ class ProcessScheduler(Scheduler):
             f"$S nohup /bin/sh {q(path)} </dev/null >{q(job.job_dir)}/sched.out 2>&1 & "
             f"echo $! >{q(job.job_dir)}/pid; echo $!"
         )
-        result = self.transport.run(["sh", "-c", launch])
+        result = self.run(["sh", "-c", launch])
         if result.returncode != 0 or not result.stdout.strip().isdigit():
             raise SubmissionError(
                 f"{self.name}: starting the job failed (exit {result.returncode}): "
@@ -455,7 +667,7 @@ class ProcessScheduler(Scheduler):
             )
         return [
             Submission(
-                native_id=result.stdout.strip(), job_dir=job.job_dir, first=0, count=job.ntasks
+                native_id=result.stdout.strip(), location=job.location, first=0, count=job.ntasks
             )
         ]
 
@@ -463,10 +675,12 @@ class ProcessScheduler(Scheduler):
         if not submissions:
             return {}
         script = [
+            _OWNS,
             "while read -r pid dir; do",
-            '  if [ -e "$dir/cancelled" ]; then s=CANCELLED',
+            '  if [ ! -d "$dir" ]; then s=NODIR',
+            '  elif [ -e "$dir/cancelled" ]; then s=CANCELLED',
             '  elif [ -e "$dir/done" ]; then s=DONE',
-            '  elif kill -0 "$pid" 2>/dev/null; then s=RUNNING',
+            '  elif kill -0 "$pid" 2>/dev/null && owns "$pid" "$dir"; then s=RUNNING',
             '  elif [ -e "$dir/done" ]; then s=DONE',
             "  else s=GONE; fi",
             '  printf "%s %s" "$pid" "$s"',
@@ -474,22 +688,28 @@ class ProcessScheduler(Scheduler):
             "  echo",
             "done",
         ]
-        stdin = "".join(f"{s.native_id} {s.job_dir}\n" for s in submissions).encode()
-        result = self.transport.run(["sh", "-c", "\n".join(script)], stdin=stdin).assert_success()
-        return {pid: status for pid, status in parse_process_status(result.stdout).items()}
+        stdin = "".join(f"{s.native_id} {s.location}\n" for s in submissions).encode()
+        result = self.run(["sh", "-c", "\n".join(script)], stdin=stdin).assert_success()
+        return parse_process_status(result.stdout)
 
     def cancel(self, submissions: Sequence[Submission]) -> None:
+        """Signal each job's process group, only while the job is unfinished and its PID is
+        still the job's own script; a finished job is left alone."""
         if not submissions:
             return
-        q = shlex.quote
-        cmds = []
-        for s in submissions:
-            cmds.append(
-                f"touch {q(s.job_dir)}/cancelled; kill -TERM -{int(s.native_id)} 2>/dev/null"
-            )  # dash: no "--"
-        cmds.append("sleep 0.5")
-        cmds.extend(f"kill -KILL -{int(s.native_id)} 2>/dev/null" for s in submissions)
-        self.transport.run(["sh", "-c", "; ".join(cmds) + "; true"])
+        script = [
+            _OWNS,
+            "signalled=",
+            "while read -r pid dir; do",
+            '  if [ ! -e "$dir/done" ] && kill -0 "$pid" 2>/dev/null && owns "$pid" "$dir"; then',
+            '    touch "$dir/cancelled"; kill -TERM -"$pid" 2>/dev/null; signalled="$signalled $pid"',
+            "  fi",
+            "done",
+            'if [ -n "$signalled" ]; then sleep 0.5; for p in $signalled; do kill -KILL -"$p" 2>/dev/null; done; fi',
+            "true",
+        ]
+        stdin = "".join(f"{int(s.native_id)} {s.location}\n" for s in submissions).encode()
+        self.run(["sh", "-c", "\n".join(script)], stdin=stdin)
 
 
 def parse_process_status(text: str) -> dict[str, JobStatus]:
@@ -509,6 +729,12 @@ def parse_process_status(text: str) -> dict[str, JobStatus]:
             out[pid] = JobStatus(state=JobState.RUNNING, tasks=tasks)
         elif state == "CANCELLED":
             out[pid] = JobStatus(state=JobState.CANCELLED, reason="cancelled", tasks=tasks)
+        elif state == "NODIR":
+            out[pid] = JobStatus(
+                state=JobState.LOST,
+                tasks=tasks,
+                reason="the job directory no longer exists (cleaned up?)",
+            )
         elif state == "DONE":
             bad = {t: c for t, c in exits.items() if c != 0}
             if not bad:

@@ -1,8 +1,10 @@
 """Serialization strategies and the payload they go into.
 
-A payload is ``PAYLOAD_MAGIC + hmac + body``; the body is a plain pickle of an envelope (a dict of
-plain types): header fields, the calls' task slices, and one encoding per applicable strategy. The
-runner picks the first encoding it can load.
+A job's inputs are ``payload.bin`` (the function, once) and ``calls.N`` (the calls of task N), each
+sealed by :func:`clustrix_core.runner.seal` (magic, job id and task under the HMAC). The payload's
+body is a plain pickle of an envelope (a dict of plain types): header fields and one encoding of
+the function per applicable strategy; a task's calls carry one encoding per strategy too. The
+runner picks the first strategy it can load, so a task reads only its own calls.
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ def same_minor(remote: RemoteInfo) -> bool:
 
 
 class Serializer:
-    """A strategy: turns (function, calls) into bytes that the runner's loader of ``name`` reads."""
+    """A strategy: turns a function, and separately each task's calls, into bytes that the
+    runner's loaders of ``name`` read."""
 
     name = ""
     in_auto = True
@@ -87,8 +90,15 @@ class Serializer:
     def applies(self, remote: RemoteInfo) -> bool:
         raise NotImplementedError
 
-    def encode(self, fn: Callable[..., Any], calls: Sequence[Call], protocol: int) -> bytes:
+    def encode_function(self, fn: Callable[..., Any], protocol: int) -> bytes:
         raise NotImplementedError
+
+    def encode_calls(self, fn: Callable[..., Any], calls: Sequence[Call], protocol: int) -> bytes:
+        """One task's calls (``fn`` only names the culprit in errors)."""
+        try:
+            return pickle.dumps(list(calls), protocol=protocol)
+        except Exception as exc:
+            raise SerializationError(_cannot_pickle(fn, calls, exc)) from exc
 
 
 _by_value_lock = threading.Lock()
@@ -141,13 +151,20 @@ class CloudpickleSerializer(Serializer):
             and local.split(".")[0] == remote.cloudpickle.split(".")[0]
         )
 
-    def encode(self, fn: Callable[..., Any], calls: Sequence[Call], protocol: int) -> bytes:
+    def encode_function(self, fn: Callable[..., Any], protocol: int) -> bytes:
+        return self._dumps(fn, fn, [], protocol)
+
+    def encode_calls(self, fn: Callable[..., Any], calls: Sequence[Call], protocol: int) -> bytes:
+        # classes pickled by value in both keep one identity remotely (cloudpickle tracks them)
+        return self._dumps(list(calls), fn, calls, protocol)
+
+    def _dumps(self, obj: Any, fn: Any, calls: Sequence[Call], protocol: int) -> bytes:
         import cloudpickle
 
         with _by_value_lock:
             modules = _pickled_by_value()
             try:
-                return cloudpickle.dumps({"fn": fn, "calls": list(calls)}, protocol=protocol)
+                return cloudpickle.dumps(obj, protocol=protocol)
             except Exception as exc:
                 raise SerializationError(_cannot_pickle(fn, calls, exc)) from exc
             finally:
@@ -167,13 +184,8 @@ class DillSerializer(Serializer):
             remote.dill is not None and same_minor(remote) and _module_version("dill") is not None
         )
 
-    def encode(self, fn: Callable[..., Any], calls: Sequence[Call], protocol: int) -> bytes:
-        try:
-            import dill
-        except ImportError as exc:
-            raise SerializationError(
-                "the dill strategy needs dill installed: pip install 'clustrix-core[dill]'"
-            ) from exc
+    def encode_function(self, fn: Callable[..., Any], protocol: int) -> bytes:
+        dill = self._dill()
         module = _user_module(fn)
         # dill pickles a function it can import by reference (cloudpickle's go by value)
         if module is not None and _resolves(module.__name__, getattr(fn, "__qualname__", "<"), fn):
@@ -182,11 +194,27 @@ class DillSerializer(Serializer):
                 "which the remote cannot import"
             )
         try:
-            return bytes(
-                dill.dumps({"fn": fn, "calls": list(calls)}, protocol=protocol, recurse=True)
-            )
+            return bytes(dill.dumps(fn, protocol=protocol, recurse=True))
+        except Exception as exc:
+            raise SerializationError(_cannot_pickle(fn, [], exc)) from exc
+
+    def encode_calls(self, fn: Callable[..., Any], calls: Sequence[Call], protocol: int) -> bytes:
+        try:
+            return bytes(self._dill().dumps(list(calls), protocol=protocol, recurse=True))
+        except SerializationError:
+            raise
         except Exception as exc:
             raise SerializationError(_cannot_pickle(fn, calls, exc)) from exc
+
+    @staticmethod
+    def _dill() -> Any:
+        try:
+            import dill
+        except ImportError as exc:
+            raise SerializationError(
+                "the dill strategy needs dill installed: pip install 'clustrix-core[dill]'"
+            ) from exc
+        return dill
 
 
 def _cannot_pickle(fn: Any, calls: Sequence[Call], exc: Exception) -> str:
@@ -288,15 +316,22 @@ class SourceSerializer(Serializer):
     def applies(self, remote: RemoteInfo) -> bool:
         return True
 
-    def encode(self, fn: Callable[..., Any], calls: Sequence[Call], protocol: int) -> bytes:
+    def encode_function(self, fn: Callable[..., Any], protocol: int) -> bytes:
         spec = self.build(fn)
-        spec["calls"] = list(calls)
         try:
             return pickle.dumps(spec, protocol=protocol)
         except Exception as exc:
             raise SerializationError(
-                f"the source strategy sends arguments and values with the standard pickle module, "
-                f"which cannot serialize something {_qualname(fn)} needs: {exc}. "
+                f"the source strategy sends values with the standard pickle module, "
+                f"which cannot serialize something {_qualname(fn)} needs: {exc}"
+            ) from exc
+
+    def encode_calls(self, fn: Callable[..., Any], calls: Sequence[Call], protocol: int) -> bytes:
+        try:
+            return pickle.dumps(list(calls), protocol=protocol)
+        except Exception as exc:
+            raise SerializationError(
+                f"the source strategy sends arguments with the standard pickle module: "
                 f"{_cannot_pickle(fn, calls, exc)}"
             ) from exc
 
@@ -600,27 +635,45 @@ def choose_strategies(
 FALLBACK_LIMIT = 1 << 20
 
 
+@attrs.frozen(kw_only=True)
+class Payload:
+    """A job's sealed inputs: ``payload.bin`` (the function) and ``calls[N]`` (task N's calls)."""
+
+    function: bytes
+    calls: tuple[bytes, ...]
+    strategies: tuple[str, ...]
+
+    def files(self, task: int | None = None) -> dict[str, bytes]:
+        """File name -> content: everything, or what task ``task`` reads."""
+        out = {"payload.bin": self.function}
+        tasks = range(len(self.calls)) if task is None else [task]
+        out.update((f"calls.{t}", self.calls[t]) for t in tasks)
+        return out
+
+
 def encode_payload(
     fn: Callable[..., Any],
     calls: Sequence[Call],
     tasks: Sequence[tuple[int, int]],
     *,
+    job_id: str,
     key: bytes,
     remote: RemoteInfo,
     strategies: Sequence[Serializer],
-) -> bytes:
-    """Encode ``fn`` and ``calls`` with every strategy that applies, best first; the runner loads
-    the first it can. Fallback encodings repeat the calls, so they are added only while the
-    payload stays under ``FALLBACK_LIMIT`` bytes. Fails locally when no strategy can encode."""
+) -> Payload:
+    """Encode ``fn`` once and each task's calls with every strategy that applies, best first; the
+    runner loads the first it can. Fallback encodings repeat the calls, so they are added only
+    while the inputs stay under ``FALLBACK_LIMIT`` bytes. Fails locally when no strategy can."""
     protocol = min(pickle.HIGHEST_PROTOCOL, remote.pickle_protocol)
     errors = []
-    encodings: list[dict[str, Any]] = []
+    encodings: list[tuple[str, bytes, list[bytes]]] = []
     size = 0
     for strategy in strategies:
         if encodings and size > FALLBACK_LIMIT:
             break
         try:
-            data = strategy.encode(fn, calls, protocol)
+            data = strategy.encode_function(fn, protocol)
+            per_task = [strategy.encode_calls(fn, calls[a:b], protocol) for a, b in tasks]
         except SerializationError as exc:
             errors.append(f"{strategy.name}: {exc}")
             continue
@@ -629,10 +682,11 @@ def encode_payload(
                 raise
             logger.debug("fallback strategy %s failed on %s: %s", strategy.name, _qualname(fn), exc)
             continue
-        if encodings and size + len(data) > FALLBACK_LIMIT:
+        cost = len(data) + sum(map(len, per_task))
+        if encodings and size + cost > FALLBACK_LIMIT:
             break
-        encodings.append({"strategy": strategy.name, "data": data})
-        size += len(data)
+        encodings.append((strategy.name, data, per_task))
+        size += cost
     if not encodings:
         if not strategies:
             raise SerializationError(
@@ -641,25 +695,64 @@ def encode_payload(
         raise SerializationError(f"cannot serialize {_qualname(fn)}: " + "; ".join(errors))
     envelope = {
         "version": FORMAT_VERSION,
+        "job_id": job_id,
         "python": platform.python_version(),
-        "strategies": [e["strategy"] for e in encodings],
-        "encodings": encodings,
+        "strategies": [name for name, _, _ in encodings],
+        "encodings": [{"strategy": name, "data": data} for name, data, _ in encodings],
         "tasks": [list(t) for t in tasks],
         "result_protocol": min(pickle.HIGHEST_PROTOCOL, 5),
     }
-    body = pickle.dumps(envelope, protocol=protocol)
-    return runner.seal(runner.PAYLOAD_MAGIC, key, body)
+    function = runner.seal(
+        runner.PAYLOAD_MAGIC, key, pickle.dumps(envelope, protocol=protocol), job_id
+    )
+    sealed_calls = tuple(
+        runner.seal(
+            runner.CALLS_MAGIC,
+            key,
+            pickle.dumps({name: per_task[t] for name, _, per_task in encodings}, protocol=protocol),
+            runner.task_context(job_id, t),
+        )
+        for t in range(len(tasks))
+    )
+    return Payload(
+        function=function, calls=sealed_calls, strategies=tuple(n for n, _, _ in encodings)
+    )
 
 
-def decode_result(blob: bytes, key: bytes, what: str = "result") -> dict[str, Any]:
-    """Verify and unpickle a result file written by the runner."""
+def decode_result(
+    blob: bytes, key: bytes, *, job_id: str, task: int, ncalls: int, what: str = "result"
+) -> dict[str, Any]:
+    """Verify and unpickle the outcome of task ``task`` of job ``job_id`` written by the runner.
+    Anything but an authentic, well-formed report for exactly that task is an IntegrityError."""
     from .errors import IntegrityError
 
     try:
-        body = runner.unseal(runner.RESULT_MAGIC, key, blob, what)
+        body = runner.unseal(
+            runner.RESULT_MAGIC, key, blob, what, runner.task_context(job_id, task)
+        )
     except ValueError as exc:
         raise IntegrityError(f"{exc}; refusing to unpickle it") from None
-    return pickle.loads(body)  # noqa: S301 - authenticated above
+    try:
+        report = pickle.loads(body)  # noqa: S301 - authenticated above
+    except Exception as exc:
+        raise IntegrityError(f"{what} is authentic but cannot be read: {exc}") from None
+    ok = (
+        isinstance(report, dict)
+        and report.get("task") == task
+        and isinstance(report.get("outcomes"), list)
+        and (
+            report.get("error")
+            or (
+                len(report["outcomes"]) == ncalls
+                and all(isinstance(o, dict) and "ok" in o for o in report["outcomes"])
+            )
+        )
+    )
+    if not ok:
+        raise IntegrityError(
+            f"{what} is authentic but is not the report of task {task} with {ncalls} call(s)"
+        )
+    return report
 
 
 def loads_value(data: bytes) -> Any:

@@ -172,7 +172,7 @@ class SchedulerConformance(_Base):
             time.sleep(x)
             return x
 
-        sched = executor.backend.scheduler
+        sched = executor.monitor.scheduler  # the profile's one watching scheduler
         transport = sched.transport
         counts: list[tuple[int, int, int]] = []
         original_status, original_run = sched.statuses, transport.run

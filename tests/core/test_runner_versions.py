@@ -18,6 +18,7 @@ from clustrix_core.errors import IntegrityError
 from clustrix_core.executor import RUNNER_SOURCE, rebuild_exception, split_tasks
 from clustrix_core.serialization import (
     PROBE_SNIPPET,
+    Payload,
     CloudpickleSerializer,
     DillSerializer,
     RemoteInfo,
@@ -48,21 +49,40 @@ def probe(python: str) -> RemoteInfo:
     return RemoteInfo(**json.loads(out.stdout))
 
 
-def run_job(tmp_path: Path, python: str, fn, calls, ntasks, strategy) -> list[dict]:
-    job = tmp_path / f"job-{secrets.token_hex(4)}"
-    job.mkdir(mode=0o700)
-    key = secrets.token_bytes(32)
+JOB_ID = "20261201-000000-0badcafe"
+
+
+def stage(job: Path, payload: Payload, key: bytes) -> None:
+    """A job directory as the file store writes it."""
+    job.mkdir(mode=0o700, exist_ok=True)
     (job / "key").write_text(key.hex())
     (job / "runner.py").write_bytes(RUNNER_SOURCE)
+    for name, data in payload.files().items():
+        (job / name).write_bytes(data)
+
+
+def report_of(job: Path, key: bytes, task: int = 0, ncalls: int = 1) -> dict:
+    blob = (job / f"result.{task}").read_bytes()
+    return decode_result(blob, key, job_id=JOB_ID, task=task, ncalls=ncalls)
+
+
+def encode(fn, calls, tasks, key, remote, strategies) -> Payload:
+    return encode_payload(
+        fn, calls, tasks, job_id=JOB_ID, key=key, remote=remote, strategies=strategies
+    )
+
+
+def run_job(tmp_path: Path, python: str, fn, calls, ntasks, strategy) -> list[dict]:
+    job = tmp_path / f"job-{secrets.token_hex(4)}"
+    key = secrets.token_bytes(32)
     tasks = split_tasks(len(calls), ntasks)
-    payload = encode_payload(fn, calls, tasks, key=key, remote=probe(python), strategies=[strategy])
-    (job / "payload.bin").write_bytes(payload)
+    stage(job, encode(fn, calls, tasks, key, probe(python), [strategy]), key)
     reports = []
-    for t in range(len(tasks)):
+    for t, (a, b) in enumerate(tasks):
         proc = subprocess.run(
             [python, str(job / "runner.py"), str(job), str(t)], capture_output=True, text=True
         )
-        report = decode_result((job / f"result.{t}").read_bytes(), key)
+        report = report_of(job, key, t, b - a)
         assert proc.returncode == (
             0
             if all(o["ok"] for o in report["outcomes"]) and not report["error"]
@@ -156,25 +176,21 @@ def test_runner_reports_unloadable_payload(tmp_path: Path) -> None:
 
 
 class _ForcedCloudpickle(CloudpickleSerializer):
-    def encode(self, fn, calls, protocol):  # type: ignore[override]
-        return super().encode(fn, calls, min(protocol, 4))
+    def encode_function(self, fn, protocol):  # type: ignore[override]
+        return super().encode_function(fn, min(protocol, 4))
+
+    def encode_calls(self, fn, calls, protocol):  # type: ignore[override]
+        return super().encode_calls(fn, calls, min(protocol, 4))
 
 
 def test_tampered_payload_refused_by_runner(tmp_path: Path) -> None:
     reports_dir = tmp_path / "j"
-    reports_dir.mkdir()
     key = secrets.token_bytes(32)
-    (reports_dir / "key").write_text(key.hex())
-    payload = encode_payload(
-        crossfuncs.version,
-        [((), {})],
-        [(0, 1)],
-        key=key,
-        remote=RemoteInfo.local(),
-        strategies=[SourceSerializer()],
+    payload = encode(
+        crossfuncs.version, [((), {})], [(0, 1)], key, RemoteInfo.local(), [SourceSerializer()]
     )
-    (reports_dir / "payload.bin").write_bytes(payload.replace(b"version", b"versioN"))
-    shutil.copy(runner.__file__, reports_dir / "runner.py")
+    stage(reports_dir, payload, key)
+    (reports_dir / "payload.bin").write_bytes(payload.function.replace(b"version", b"versioN"))
     proc = subprocess.run(
         [sys.executable, str(reports_dir / "runner.py"), str(reports_dir), "0"],
         capture_output=True,
@@ -182,22 +198,48 @@ def test_tampered_payload_refused_by_runner(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "HMAC" in proc.stderr
-    report = decode_result((reports_dir / "result.0").read_bytes(), key)
+    report = report_of(reports_dir, key)
     assert "HMAC" in report["error"]["message"]
 
 
 def test_tampered_result_refused_locally() -> None:
     key = secrets.token_bytes(32)
-    body = pickle.dumps({"outcomes": []})
-    blob = runner.seal(runner.RESULT_MAGIC, key, body)
-    assert decode_result(blob, key) == {"outcomes": []}
-    forged = runner.seal(
-        runner.RESULT_MAGIC, secrets.token_bytes(32), pickle.dumps({"outcomes": ["evil"]})
+    report = {"task": 0, "outcomes": [{"ok": True, "value": pickle.dumps(1)}], "error": None}
+    context = runner.task_context(JOB_ID, 0)
+    blob = runner.seal(runner.RESULT_MAGIC, key, pickle.dumps(report), context)
+    assert decode_result(blob, key, job_id=JOB_ID, task=0, ncalls=1) == report
+    forged = runner.seal(runner.RESULT_MAGIC, secrets.token_bytes(32), pickle.dumps(report), context)
+    with pytest.raises(IntegrityError, match="HMAC"):
+        decode_result(forged, key, job_id=JOB_ID, task=0, ncalls=1)
+    with pytest.raises(IntegrityError, match="HMAC"):
+        decode_result(blob[:-1] + b"X", key, job_id=JOB_ID, task=0, ncalls=1)
+
+
+def test_result_is_bound_to_job_task_and_direction() -> None:
+    """A result of another task or job, an input relabelled as a result, and an authentic but
+    malformed report are each refused with IntegrityError (never unpickled as an outcome)."""
+    key = secrets.token_bytes(32)
+    report = {"task": 1, "outcomes": [{"ok": True, "value": pickle.dumps(1)}], "error": None}
+    of_task_1 = runner.seal(
+        runner.RESULT_MAGIC, key, pickle.dumps(report), runner.task_context(JOB_ID, 1)
     )
+    with pytest.raises(IntegrityError, match="belongs to"):
+        decode_result(of_task_1, key, job_id=JOB_ID, task=0, ncalls=1)
+    with pytest.raises(IntegrityError, match="belongs to"):
+        decode_result(of_task_1, key, job_id="20261201-000000-00000000", task=1, ncalls=1)
+    payload = encode(
+        crossfuncs.version, [((), {})], [(0, 1)], key, RemoteInfo.local(), [SourceSerializer()]
+    )
+    with pytest.raises(IntegrityError, match="bad header"):
+        decode_result(payload.calls[0], key, job_id=JOB_ID, task=0, ncalls=1)
+    relabelled = runner.RESULT_MAGIC + payload.calls[0][len(runner.CALLS_MAGIC) :]
     with pytest.raises(IntegrityError, match="HMAC"):
-        decode_result(forged, key)
-    with pytest.raises(IntegrityError, match="HMAC"):
-        decode_result(blob[:-1] + b"X", key)
+        decode_result(relabelled, key, job_id=JOB_ID, task=0, ncalls=1)
+    malformed = runner.seal(
+        runner.RESULT_MAGIC, key, pickle.dumps({"task": 0}), runner.task_context(JOB_ID, 0)
+    )
+    with pytest.raises(IntegrityError, match="not the report"):
+        decode_result(malformed, key, job_id=JOB_ID, task=0, ncalls=1)
 
 
 @pytest.mark.parametrize("version", ["3.6", "3.13"])
@@ -221,21 +263,13 @@ def test_payload_carries_every_applicable_encoding_and_runner_falls_back(tmp_pat
 
     key = secrets.token_bytes(32)
     strategies = [CloudpickleSerializer(), SourceSerializer()]
-    payload = encode_payload(
-        crossfuncs.raises,
-        [((5,), {})],
-        [(0, 1)],
-        key=key,
-        remote=RemoteInfo.local(),
-        strategies=strategies,
+    payload = encode(crossfuncs.raises, [((5,), {})], [(0, 1)], key, RemoteInfo.local(), strategies)
+    envelope = pickle.loads(
+        runner.unseal(runner.PAYLOAD_MAGIC, key, payload.function, "payload", JOB_ID)
     )
-    envelope = pickle.loads(runner.unseal(runner.PAYLOAD_MAGIC, key, payload, "payload"))
     assert envelope["strategies"] == ["cloudpickle", "source"]
     job = tmp_path / "job"
-    job.mkdir()
-    (job / "key").write_text(key.hex())
-    (job / "payload.bin").write_bytes(payload)
-    (job / "runner.py").write_bytes(RUNNER_SOURCE)
+    stage(job, payload, key)
     blocker = tmp_path / "block"
     blocker.mkdir()
     (blocker / "cloudpickle.py").write_text("raise ImportError('no cloudpickle here')\n")
@@ -247,7 +281,7 @@ def test_payload_carries_every_applicable_encoding_and_runner_falls_back(tmp_pat
         text=True,
     )
     assert proc.returncode == 0, proc.stderr
-    report = decode_result((job / "result.0").read_bytes(), key)
+    report = report_of(job, key)
     assert report["strategy"] == "source" and values([report]) == [5]
     assert json.dumps(envelope["tasks"]) == "[[0, 1]]"
 
@@ -255,13 +289,15 @@ def test_payload_carries_every_applicable_encoding_and_runner_falls_back(tmp_pat
 def test_large_payload_carries_one_encoding() -> None:
     big = b"x" * (2 << 20)
     payload_key = secrets.token_bytes(32)
-    payload = encode_payload(
+    payload = encode(
         crossfuncs.raises,
         [((big,), {})],
         [(0, 1)],
-        key=payload_key,
-        remote=RemoteInfo.local(),
-        strategies=[CloudpickleSerializer(), SourceSerializer()],
+        payload_key,
+        RemoteInfo.local(),
+        [CloudpickleSerializer(), SourceSerializer()],
     )
-    envelope = pickle.loads(runner.unseal(runner.PAYLOAD_MAGIC, payload_key, payload, "payload"))
+    envelope = pickle.loads(
+        runner.unseal(runner.PAYLOAD_MAGIC, payload_key, payload.function, "payload", JOB_ID)
+    )
     assert envelope["strategies"] == ["cloudpickle"]

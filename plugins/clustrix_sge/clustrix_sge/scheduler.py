@@ -52,10 +52,6 @@ class SgeScheduler(BatchScheduler):
     directive_prefix = "#$"
     task_var = "SGE_TASK_ID"
     task_base = 1
-    lost_reason = (
-        "neither in qstat nor in qacct: deleted (qdel) before it started, which leaves no "
-        "accounting record, or qacct cannot read this cluster's accounting file"
-    )
     STATES = {
         "qw": JobState.PENDING,
         "Rq": JobState.PENDING,
@@ -86,13 +82,16 @@ class SgeScheduler(BatchScheduler):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._slots: int | None = None
-        self._max_array: int | None = None
-        self.lost_grace = _accounting_wait(self.profile.options.get("accounting_wait"))
+        self.accounting_lag = _accounting_wait(self.profile.options.get("accounting_wait"))
 
     def option(self, key: str, default: Any) -> Any:
-        value = self.profile.options.get(key)
-        return default if value is None else value
+        return self.profile.option(key, default)
+
+    def lost_reason(self, submission: Submission) -> str:
+        return (
+            "neither in qstat nor in qacct: deleted (qdel) before it started, which leaves no "
+            "accounting record, or qacct cannot read this cluster's accounting file"
+        )
 
     # ------------------------------------------------------------ validation
     def validate(self, profile: Any) -> None:
@@ -145,18 +144,22 @@ class SgeScheduler(BatchScheduler):
         """profile ``max_parallel``, else the queue's slots (``qstat -g c``) divided by ``cores``."""
         if self.profile.max_parallel:
             return self.profile.max_parallel
-        if self._slots is None:
-            argv = ["qstat", "-g", "c"] + (["-q", self.profile.queue] if self.profile.queue else [])
-            self._slots = parse_cluster_queue_slots(self.transport.run(argv).stdout) or 1
-        return max(1, self._slots // max(1, self.profile.cores))
+        argv = ["qstat", "-g", "c"] + (["-q", self.profile.queue] if self.profile.queue else [])
+        slots = self.cluster_fact(
+            f"slots:{self.profile.queue or ''}",
+            lambda: parse_cluster_queue_slots(self.run(argv).stdout) or 1,
+        )
+        return max(1, slots // max(1, self.profile.cores))
 
     def max_array_size(self) -> int | None:
         """The cluster's ``max_aj_tasks`` (``qconf -sconf``); 0 there means no limit."""
-        if self._max_array is None:
-            result = self.transport.run(["qconf", "-sconf"])
+
+        def read() -> int:
+            result = self.run(["qconf", "-sconf"])
             m = re.search(r"^max_aj_tasks\s+(\d+)", result.stdout, re.M)
-            self._max_array = int(m.group(1)) if m else 75000
-        return self._max_array or None
+            return int(m.group(1)) if m else 75000
+
+        return self.cluster_fact("max_aj_tasks", read) or None
 
     def array_chunks(self, ntasks: int) -> list[tuple[int, int]]:
         return [(0, 1)] if ntasks == 1 else super().array_chunks(ntasks)
@@ -205,7 +208,7 @@ class SgeScheduler(BatchScheduler):
     def status_argv(self, native_ids: Sequence[str]) -> list[str]:
         return ["qstat", "-xml"]  # every job of the user, in one call; filtered by id in the base
 
-    def parse_status(self, result: CommandResult) -> list[QueueEntry]:
+    def parse_status(self, result: CommandResult, asked: Sequence[str]) -> list[QueueEntry]:
         result.assert_success()
         return parse_qstat_xml(result.stdout)
 
@@ -228,7 +231,7 @@ class SgeScheduler(BatchScheduler):
 
     def error_reason(self, submission: Submission) -> str:
         """SGE's reason for an ``Eqw`` job, from ``qstat -j``."""
-        result = self.transport.run(["qstat", "-j", submission.native_id])
+        result = self.run(["qstat", "-j", submission.native_id])
         reasons = parse_error_reasons(result.stdout)
         if not reasons:
             return ""
@@ -237,29 +240,26 @@ class SgeScheduler(BatchScheduler):
 
     def final_status(self, submission: Submission) -> JobStatus | None:
         """How a job that left ``qstat`` ended, from ``qacct -j``; ``None`` while it is not there."""
-        result = self.transport.run(["qacct", "-j", submission.native_id])
+        result = self.run(["qacct", "-j", submission.native_id])
         if result.returncode != 0:
             return None
         latest: dict[int | None, Any] = {}
         for rec in parse_qacct(result.stdout):
             if rec.job_id == submission.native_id:
-                latest[rec.task] = rec
-        if not latest:
-            return None
-        tasks: dict[int, JobState] = {}
-        worst: tuple[JobState, str, int] | None = None
+                latest[rec.task] = rec  # a requeued task is recorded again: the last one counts
+        entries = []
         for task, rec in sorted(latest.items(), key=lambda kv: kv[0] or 0):
             state, reason = record_state(rec)
-            if task is not None:
-                tasks[submission.first + task - self.task_base] = state
-            if state is not JobState.COMPLETED and worst is None:
-                worst = (state, reason, rec.exit_status)
-        if worst is not None:
-            state, reason, code = worst
-            return JobStatus(state=state, reason=reason, exit_code=code, tasks=tasks)
-        if submission.count > 1 and len(tasks) < submission.count:
-            return None  # the accounting has not caught up with every task yet
-        return JobStatus(state=JobState.COMPLETED, exit_code=0, tasks=tasks)
+            entries.append(
+                QueueEntry(
+                    job_id=rec.job_id,
+                    task=task,
+                    state=state,
+                    reason=reason,
+                    exit_code=rec.exit_status,
+                )
+            )
+        return self.summarize(submission, entries, complete=True)
 
     def cancel_argv(self, native_ids: Sequence[str]) -> list[str]:
         return ["qdel", *native_ids]

@@ -26,7 +26,6 @@ from clustrix_core.resources import format_dhms, mebibytes
 from clustrix_core.scheduler import (
     BatchScheduler,
     JobSpec,
-    JobState,
     JobStatus,
     QueueEntry,
     Submission,
@@ -92,9 +91,7 @@ class SlurmScheduler(BatchScheduler):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._sacct = _sacct_mode(self.profile.options.get("sacct"))
-        self.lost_grace = _lost_grace(self.profile.options.get("lost_grace"))
-        self._max_array: int | None | bool = False  # False: not read yet
-        self._parallelism: int | None = None
+        self.accounting_lag = _lost_grace(self.profile.options.get("lost_grace"))
 
     # ------------------------------------------------------------ validation
     def validate(self, profile: Any) -> None:
@@ -129,47 +126,51 @@ class SlurmScheduler(BatchScheduler):
 
     # ------------------------------------------------------------ cluster facts (read once)
     def max_array_size(self) -> int | None:
-        """``MaxArraySize`` of ``scontrol show config`` (an array's indices are 0 .. MaxArraySize-1)."""
-        if self._max_array is False:
-            result = self.transport.run([self.command("scontrol"), "show", "config"])
-            value = parsers.parse_config_value(result.stdout, "MaxArraySize") if result.ok else None
-            if value is None or not value.isdigit():
-                logger.warning(
-                    "slurm: cannot read MaxArraySize (scontrol show config: exit %s); "
-                    "assuming 1001",
-                    result.returncode,
-                )
-                value = "1001"
-            self._max_array = int(value)
-            if self._max_array == 0:  # job arrays disabled on this cluster: one job per task
-                self.supports_arrays = False
-        return self._max_array or 1  # type: ignore[return-value]
+        """``MaxArraySize`` of ``scontrol show config`` (an array's indices are 0 .. MaxArraySize-1),
+        read once per cluster."""
+        value = self.cluster_fact("MaxArraySize", self._read_max_array_size)
+        if value == 0:  # job arrays disabled on this cluster: one job per task
+            self.supports_arrays = False
+        return value or 1
+
+    def _read_max_array_size(self) -> int:
+        result = self.run([self.command("scontrol"), "show", "config"])
+        value = parsers.parse_config_value(result.stdout, "MaxArraySize") if result.ok else None
+        if value is None or not value.isdigit():
+            logger.warning(
+                "slurm: cannot read MaxArraySize (scontrol show config: exit %s); assuming 1001",
+                result.returncode,
+            )
+            value = "1001"
+        return int(value)
 
     def parallelism(self) -> int:
         """``max_parallel``, else how many of these jobs the partition runs at once: its CPUs
         (times N with ``OverSubscribe=FORCE:N``) over the CPUs one job asks for."""
         if self.profile.max_parallel:
             return self.profile.max_parallel
-        if self._parallelism is None:
-            argv = [self.command("scontrol"), "--oneliner", "show", "partition"]
-            if self.partition:
-                argv.append(self.partition.split(",")[0])
-            result = self.transport.run(argv)
-            parts = parsers.parse_partitions(result.stdout) if result.ok else []
-            chosen = [p for p in parts if p.default] or parts
-            if not chosen:
-                logger.warning(
-                    "slurm: cannot read the partition (%s: exit %s %s); map runs 1 task",
-                    " ".join(argv),
-                    result.returncode,
-                    result.stderr.strip(),
-                )
-                self._parallelism = 1
-            else:
-                part = chosen[0]
-                per_job = max(1, self.profile.cores) * max(1, self.profile.nodes)
-                self._parallelism = max(1, part.total_cpus * part.jobs_per_cpu // per_job)
-        return self._parallelism
+        argv = [self.command("scontrol"), "--oneliner", "show", "partition"]
+        if self.partition:
+            argv.append(self.partition.split(",")[0])
+        part = self.cluster_fact(f"partition:{self.partition or ''}", lambda: self._partition(argv))
+        if part is None:
+            return 1
+        per_job = max(1, self.profile.cores) * max(1, self.profile.nodes)
+        return max(1, part.total_cpus * part.jobs_per_cpu // per_job)
+
+    def _partition(self, argv: list[str]) -> Any:
+        result = self.run(argv)
+        parts = parsers.parse_partitions(result.stdout) if result.ok else []
+        chosen = [p for p in parts if p.default] or parts
+        if not chosen:
+            logger.warning(
+                "slurm: cannot read the partition (%s: exit %s %s); map runs 1 task",
+                " ".join(argv),
+                result.returncode,
+                result.stderr.strip(),
+            )
+            return None
+        return chosen[0]
 
     # ------------------------------------------------------------ submission
     def directives(self, job: JobSpec, *, count: int, array: bool) -> list[str]:
@@ -238,7 +239,7 @@ class SlurmScheduler(BatchScheduler):
             f"--format={parsers.SQUEUE_FORMAT}",
         ]
 
-    def parse_status(self, result: CommandResult) -> list[QueueEntry]:
+    def parse_status(self, result: CommandResult, asked: Sequence[str]) -> list[QueueEntry]:
         if result.returncode != 0 and _UNKNOWN_JOB in result.stderr:
             return []  # squeue -j with one id that slurmctld no longer knows: exit 1
         result.assert_success()
@@ -261,7 +262,7 @@ class SlurmScheduler(BatchScheduler):
         if rows is None:
             rows = []
             for sub in submissions:
-                result = self.transport.run(
+                result = self.run(
                     [self.command("scontrol"), "--oneliner", "show", "job", sub.native_id]
                 )
                 if result.ok:
@@ -271,14 +272,24 @@ class SlurmScheduler(BatchScheduler):
             by_job.setdefault(row.job_id, []).append(row)
         out = {}
         for sub in submissions:
-            status = self._summarize(sub, by_job.get(sub.native_id, []))
+            entries = [
+                QueueEntry(
+                    job_id=r.job_id,
+                    task=r.task,
+                    state=r.state,
+                    reason=_reason(r),
+                    exit_code=r.exit_code,
+                )
+                for r in by_job.get(sub.native_id, [])
+            ]
+            status = self.summarize(sub, entries, complete=True)
             if status is not None:
                 out[sub.native_id] = status
         return out
 
     def _sacct_rows(self, ids: Sequence[str]) -> list[JobRow] | None:
         """sacct's rows, or ``None`` when accounting does not work here (then: scontrol)."""
-        result = self.transport.run(
+        result = self.run(
             [
                 self.command("sacct"),
                 "--noheader",
@@ -300,25 +311,11 @@ class SlurmScheduler(BatchScheduler):
             logger.warning("slurm: sacct failed (exit %s): %s", result.returncode, message)
         return None
 
-    def _summarize(self, sub: Submission, rows: list[JobRow]) -> JobStatus | None:
-        if not rows:
-            return None
-        states = [(r, self.map_state(r.state)) for r in rows]
-        tasks = {sub.first + r.task - self.task_base: s for r, s in states if r.task is not None}
-        live = [(r, s) for r, s in states if not s.final]
-        if live:  # back in the queue (requeued) or accounting behind: report it as it is
-            r, s = live[0]
-            return JobStatus(state=s, reason=r.reason, tasks=tasks)
-        if sub.count > 1 and len(tasks) < sub.count:
-            return None  # not every task of the array is recorded (yet)
-        r, s = next(((r, s) for r, s in states if s is not JobState.COMPLETED), states[0])
-        return JobStatus(state=s, reason=_reason(r, s), exit_code=r.exit_code, tasks=tasks)
-
     def cancel_argv(self, native_ids: Sequence[str]) -> list[str]:
         return [self.command("scancel"), *native_ids]
 
 
-def _reason(row: JobRow, state: JobState) -> str:
+def _reason(row: JobRow) -> str:
     parts = [row.reason] if row.reason else []
     if row.raw and row.task is not None:
         parts.append(f"array task {row.raw}")

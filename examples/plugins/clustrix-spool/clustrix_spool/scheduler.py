@@ -64,6 +64,14 @@ def parse_rows(text: str) -> list[Row]:
     return rows
 
 
+def _entries(rows: Sequence[Row]) -> list[QueueEntry]:
+    """spool's rows as the base's queue entries (state, exit status and reason)."""
+    return [
+        QueueEntry(job_id=r.job_id, task=r.task, state=r.state, reason=r.reason, exit_code=r.exit_code)
+        for r in rows
+    ]
+
+
 class SpoolScheduler(BatchScheduler):
     """Jobs and job arrays through ``spool-submit``, ``spool-status`` and ``spool-cancel``."""
 
@@ -144,28 +152,16 @@ class SpoolScheduler(BatchScheduler):
     def status_argv(self, native_ids: Sequence[str]) -> list[str]:
         return [*self._command("spool-status"), "--parsable", *native_ids]
 
-    def parse_status(self, result: CommandResult) -> list[QueueEntry]:
+    def parse_status(self, result: CommandResult, asked: Sequence[str]) -> list[QueueEntry]:
         result.assert_success()
-        return [
-            QueueEntry(job_id=r.job_id, task=r.task, state=r.state, reason=r.reason)
-            for r in parse_rows(result.stdout)
-        ]
+        return _entries(parse_rows(result.stdout))
 
     def final_status(self, submission: Submission) -> JobStatus | None:
-        """A job left the active listing: ask spool how it ended (``--all`` is spool's ``sacct``)."""
-        result = self.transport.run(
-            [*self._command("spool-status"), "--parsable", "--all", submission.native_id]
-        )
+        """A job left the active listing: ask spool how it ended (``--all`` is spool's ``sacct``).
+        The base sums its rows up (:meth:`summarize`), as it does for the queue's."""
+        result = self.run([*self._command("spool-status"), "--parsable", "--all", submission.native_id])
         rows = [r for r in parse_rows(result.assert_success().stdout) if r.job_id == submission.native_id]
-        if not rows:
-            return None
-        states = [(r, self.map_state(r.state)) for r in rows]
-        tasks = {submission.first + r.task - self.task_base: s for r, s in states if r.task is not None}
-        worst = next(((r, s) for r, s in states if s is not JobState.COMPLETED), states[0])
-        row, state = worst
-        if not state.final:  # it went back into the queue meanwhile: report it as it is
-            return JobStatus(state=state, reason=row.reason, tasks=tasks)
-        return JobStatus(state=state, reason=row.reason, exit_code=row.exit_code, tasks=tasks)
+        return self.summarize(submission, _entries(rows))
 
     def cancel_argv(self, native_ids: Sequence[str]) -> list[str]:
         return [*self._command("spool-cancel"), *native_ids]

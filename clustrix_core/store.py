@@ -1,0 +1,196 @@
+"""Job stores: where a job's inputs, results and logs live.
+
+The executor, re-attach, the CLI and ``doctor`` talk only to a :class:`JobStore`, which the
+scheduler provides (:meth:`Scheduler.store`). A store hands back an opaque *location* string when
+it stages a job; everything later is asked by location. :class:`FileStore` is a private job
+directory on the submit host reached through a transport (local, ssh, slurm, sge, pbs); a store
+without a shared file system stages through an API and reads results back from the job's log,
+where the runner writes them between marker lines (:func:`split_framed_output`).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from . import runner
+from .errors import ClustrixError, TransportError
+from .transport import Transport
+
+logger = logging.getLogger(__name__)
+
+LOG_TAIL_BYTES = 64 * 1024
+"""How much of each task's stdout and stderr is kept locally when a job's files are cleaned up."""
+
+
+class JobStore:
+    """The contract. ``inputs`` are file names and contents: ``key``, ``runner.py``,
+    ``payload.bin`` and ``calls.N`` for every task (a task reads ``payload.bin`` and its own
+    ``calls.N``). Results are the sealed bytes the runner wrote for a task; logs are text."""
+
+    max_task_bytes: int | None = None
+    """The most input bytes one task may need (its calls, the payload, key and runner), or None.
+    The executor refuses larger jobs before anything is created (Kubernetes: a Secret's ~1 MiB)."""
+
+    def stage(self, *, job_id: str, name: str, inputs: Mapping[str, bytes]) -> str:
+        """Store a new job's inputs privately; return its location (opaque to the caller)."""
+        raise NotImplementedError
+
+    def ready(self, location: str, tasks: Sequence[int]) -> set[int]:
+        """Which of ``tasks`` have a result to fetch (one listing, not one call per task)."""
+        raise NotImplementedError
+
+    def fetch(self, location: str, task: int) -> bytes | None:
+        """The sealed result of ``task``, or None when there is none (yet)."""
+        raise NotImplementedError
+
+    def log(self, location: str, stream: str, task: int, *, tail: int | None = None) -> str:
+        """The text ``stream`` (``"out"`` or ``"err"``) of ``task`` so far, its last ``tail``
+        bytes when given; "" when there is none."""
+        raise NotImplementedError
+
+    def cleanup(self, location: str) -> None:
+        """Remove what :meth:`stage` and the job created (idempotent)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line for ``clustrix doctor``: where jobs are kept."""
+        return type(self).__name__
+
+    def check(self) -> str:
+        """Stage a probe job and clean it up again (``clustrix doctor``); say what was checked."""
+        location = self.stage(job_id="doctor", name="clustrix-doctor", inputs={"probe": b"ok"})
+        self.cleanup(location)
+        return f"{self.describe()}: staged and removed a probe job"
+
+
+# ---------------------------------------------------------------- job directories
+
+_JOB_DIR = re.compile(r"[A-Za-z0-9_.-]+-[0-9]{8}-[0-9]{6}-[0-9a-f]{8}-[0-9a-f]{16}")
+
+
+class FileStore(JobStore):
+    """A private directory per job under the profile's ``work_dir`` on the submit host (which the
+    compute side sees too): inputs as files, ``result.N``, ``out.N`` and ``err.N`` beside them.
+
+    The work directory is checked at every job (owned by this user, private, no symlinks on the
+    way; a shared project directory gets a private per-user directory inside it), job directories
+    are created exclusively with unpredictable names, and only such directories are removed."""
+
+    def __init__(self, transport: Transport, work_dir: str) -> None:
+        self.transport = transport
+        self.work_dir = work_dir
+
+    def root(self) -> str:
+        """The private directory job directories go into (checked on every call)."""
+        path = self.transport.expand(self.work_dir).rstrip("/") or "/"
+        return self.transport.private_dir(path)
+
+    def new_location(self, *, job_id: str, name: str) -> str:
+        return f"{self.root()}/{name}-{job_id}-{secrets.token_hex(8)}"
+
+    def stage(self, *, job_id: str, name: str, inputs: Mapping[str, bytes]) -> str:
+        location = self.new_location(job_id=job_id, name=name)
+        self.transport.mkdir_exclusive(location, mode=0o700)
+        try:
+            for file, data in inputs.items():
+                self.transport.put_bytes(f"{location}/{file}", data, mode=0o600)
+        except (OSError, TransportError) as exc:
+            self._remove(location)
+            raise TransportError(f"staging the job in {location} failed: {exc}") from exc
+        return location
+
+    def ready(self, location: str, tasks: Sequence[int]) -> set[int]:
+        names = set(self.transport.listdir(location))
+        return {t for t in tasks if f"result.{t}" in names}
+
+    def fetch(self, location: str, task: int) -> bytes | None:
+        try:
+            return self.transport.get_bytes(f"{location}/result.{task}")
+        except (FileNotFoundError, OSError, TransportError):
+            return None
+
+    def log(self, location: str, stream: str, task: int, *, tail: int | None = None) -> str:
+        return self.transport.get_text(f"{location}/{stream}.{task}", tail=tail)
+
+    def cleanup(self, location: str) -> None:
+        root = self.root()
+        parent, _, base = location.rstrip("/").rpartition("/")
+        if parent != root or not _JOB_DIR.fullmatch(base):
+            raise ClustrixError(
+                f"refusing to remove {location!r}: it is not a clustrix job directory directly "
+                f"under the work directory {root}"
+            )
+        self._remove(location)
+
+    def _remove(self, location: str) -> None:
+        try:
+            self.transport.remove_tree(location)
+        except (OSError, TransportError) as exc:
+            logger.warning("clustrix: could not remove %s: %s", location, exc)
+
+    def describe(self) -> str:
+        return f"job directories in {self.root()}"
+
+
+# ---------------------------------------------------------------- results in a log
+
+
+def split_framed_output(text: str, job_id: str, task: int) -> tuple[str, bytes | None]:
+    """Split a task's log written by ``runner.py --output -`` into what the function printed and
+    the sealed outcome (the last frame for this job and task; None when there is none). The frame
+    is authenticated later, so a print that imitates one gains nothing."""
+    begin = runner.FRAME_BEGIN % (job_id, task)
+    at = text.rfind("\n" + begin + "\n")
+    if at < 0:
+        return text, None
+    end = text.find("\n" + runner.FRAME_END, at + len(begin) + 2)
+    if end < 0:
+        return text, None
+    body = text[at + len(begin) + 2 : end]
+    try:
+        blob = base64.b64decode("".join(body.split()), validate=True)
+    except ValueError:
+        return text, None
+    rest = text[end + len(runner.FRAME_END) + 2 :]
+    return text[:at] + rest.lstrip("\n"), blob
+
+
+# ---------------------------------------------------------------- kept log tails
+
+
+def _kept_dir(job_id: str) -> Path:
+    from .registry import state_dir
+
+    return state_dir() / "logs" / re.sub(r"[^A-Za-z0-9_.-]", "_", job_id)
+
+
+def keep_log(job_id: str, stream: str, task: int, text: str) -> None:
+    """Keep the tail of a task's output locally (before the job's files are cleaned up)."""
+    if not text:
+        return
+    directory = _kept_dir(job_id)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data = text.encode("utf-8", "replace")[-LOG_TAIL_BYTES:]
+    path = directory / f"{stream}.{task}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def kept_log(job_id: str, stream: str, task: int) -> str | None:
+    """The kept tail of a task's output, or None when nothing was kept."""
+    path = _kept_dir(job_id) / f"{stream}.{task}"
+    try:
+        return path.read_bytes().decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+__all__ = ["FileStore", "JobStore", "keep_log", "kept_log", "split_framed_output"]
