@@ -181,6 +181,33 @@ def trusted_dir(
         )
 
 
+def shared_host_problem(info: PathInfo, uid: int) -> str:
+    """Why clustrix must not keep its per-user directory inside the directory ``info`` (that is
+    not the user's private one), '' when it may: nobody but the user and root may be able to
+    rename what the user creates there, except the members of a project directory's group."""
+    owner_ok = info.uid in (uid, 0)
+    if info.sticky:
+        return (
+            ""
+            if owner_ok
+            else (
+                f"is a sticky directory of uid {info.uid}, who can still rename what others make in it"
+            )
+        )
+    if info.mode & 0o002:
+        return "is writable by everyone without the sticky bit, so anyone could rename what clustrix makes in it"
+    if info.mode & 0o020:
+        if uid != 0:
+            return ""  # a project directory (e.g. 2775) shared with the group's members
+        return (
+            "is writable by its group: as root, clustrix keeps its files only where no other "
+            "user can rename them"
+        )
+    return (
+        "" if owner_ok else f"belongs to uid {info.uid}, who could rename what clustrix makes in it"
+    )
+
+
 def private_info_problem(info: PathInfo, uid: int) -> str:
     """Why ``info`` is not a directory that ``uid`` privately owns ('' when it is)."""
     if info.is_link:
@@ -243,7 +270,10 @@ class Transport:
         ``path/clustrix-USER`` (0700) inside it, whose mode and owner are checked. The shared
         directory's mode is never changed. Parents are checked as in :meth:`makedirs`, at every
         call. In a shared directory without the sticky bit, other members can rename entries:
-        the result is re-checked at every call, but users of the path must re-check too."""
+        the result is re-checked at every call, but users of the path must re-check too. Refused
+        (:class:`TransportError`): a shared directory others could rename entries in other than
+        a sticky one of the user's or root's or (not for root) a group-writable project
+        directory, e.g. another user's directory or a world-writable one without the sticky bit."""
         raise NotImplementedError
 
     def mkdir_exclusive(self, path: str, *, mode: int = 0o700) -> None:
@@ -522,6 +552,7 @@ def local_private_dir(path: str) -> str:
         raise TransportError(f"{real} on this machine is not a directory")
     if info.uid == uid and not info.shared_writable:
         return real
+    refuse_shared_host(real, info, uid, where="this machine", owner_name=_owner_name)
     name = f"clustrix-{_owner_name(uid)}"
     sub = posixpath.join(real, name)
     try:
@@ -535,6 +566,21 @@ def local_private_dir(path: str) -> str:
         ) from exc
     check_private(sub, _local_lstat(sub), uid, where="this machine")
     return sub
+
+
+def refuse_shared_host(
+    path: str, info: PathInfo, uid: int, *, where: str, owner_name: Callable[[int], str] = str
+) -> None:
+    """Raise unless clustrix may keep its per-user directory in ``path`` (see
+    :func:`shared_host_problem`)."""
+    problem = shared_host_problem(info, uid)
+    if problem:
+        raise TransportError(
+            f"{path} on {where} (owner {owner_name(info.uid)}, uid {info.uid}, mode "
+            f"{describe_mode(info)}) {problem}. Set work_dir to a directory of your own (missing "
+            "directories are created with mode 0700), a sticky one like /tmp, or your group's "
+            "project directory"
+        )
 
 
 def check_private(path: str, info: PathInfo | None, uid: int, *, where: str) -> None:

@@ -37,6 +37,7 @@ from clustrix_core.transport import (
     check_private,
     describe_mode,
     private_info_problem,
+    refuse_shared_host,
     shell_join,
     trusted_dir,
     walk_path,
@@ -489,6 +490,7 @@ class SshTransport(Transport):
                 raise TransportError(f"{real} on {where} is not a directory")
             if info.uid == uid and not info.shared_writable:
                 return real
+            refuse_shared_host(real, info, uid, where=where)
             sub = posixpath.join(real, f"clustrix-{user}")
             if _sftp_lstat(sftp, sub) is None:
                 try:
