@@ -193,7 +193,12 @@ def test_invalid_json_is_read_anyway(name: str, method: str) -> None:
         env = loaded.jobs["6.pbs-server"]["Variable_List"]
         assert env["MYNL"] == "line1\nline2" and env["MYQ"] == 'say \\"hi\\"\ttab'
     else:
-        assert (row.job_id, row.state, row.exit_status, row.substate) == ("2.pbs-server", "F", 0, 92)
+        assert (row.job_id, row.state, row.exit_status, row.substate) == (
+            "2.pbs-server",
+            "F",
+            0,
+            92,
+        )
 
 
 def test_repair_keeps_what_pbs_meant() -> None:
@@ -293,7 +298,10 @@ def test_text_torque() -> None:
 
 def test_text_slurm_torque_wrappers() -> None:
     rows = p.parse_qstat_full(read("local/torque-wrappers/qstat-f-running-completed.txt"))
-    assert [(r.job_id, r.state, r.exit_status) for r in rows] == [("4", "R", None), ("5", "C", None)]
+    assert [(r.job_id, r.state, r.exit_status) for r in rows] == [
+        ("4", "R", None),
+        ("5", "C", None),
+    ]
     (cancelled,) = p.parse_qstat_full(read("local/torque-wrappers/qstat-f-cancelled.txt"))
     assert (cancelled.state, cancelled.exit_status) == ("C", None)
     assert p.parse_qstat_full(read("local/torque-wrappers/qstat-f-unknown.txt")) == []
@@ -447,4 +455,7 @@ def test_classify_reasons() -> None:
 
 def test_node_cpus() -> None:
     assert parse_node_cpus(read("openpbs/common_pbsnodes-a.txt")) == 2
-    assert parse_node_cpus("n1\n     np = 8\n     state = free\nn2\n     np = 8\n     state = down\n") == 8
+    assert (
+        parse_node_cpus("n1\n     np = 8\n     state = free\nn2\n     np = 8\n     state = down\n")
+        == 8
+    )

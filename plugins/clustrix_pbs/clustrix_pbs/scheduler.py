@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -97,13 +97,8 @@ class PbsScheduler(BatchScheduler):
     task_base = 0
     STATES = STATES
     single_task_arrays = False  # PBS Pro rejects -J N-N: a one-task chunk is a plain job
-    accounting_lag = 5.0
-    lost_grace = 5.0
+    accounting_lag = 5.0  # with job history a finished job stays listed; without, it is gone
     max_name = 236
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._facts: dict[str, Any] = {}
 
     # ------------------------------------------------------------ options and facts
     def option(self, key: str, default: Any = None) -> Any:
@@ -114,15 +109,6 @@ class PbsScheduler(BatchScheduler):
         """``program`` in ``pbs_bin`` when the profile names it, else as found on PATH."""
         directory = self.option("pbs_bin")
         return f"{str(directory).rstrip('/')}/{program}" if directory else program
-
-    def fact(self, name: str, compute: Callable[[], Any]) -> Any:
-        """A fact of this cluster, computed once (through the core's cache where it has one)."""
-        cached = getattr(super(), "cluster_fact", None)
-        if cached is not None:
-            return cached(name, compute)
-        if name not in self._facts:
-            self._facts[name] = compute()
-        return self._facts[name]
 
     # ------------------------------------------------------------ validation
     def validate(self, profile: Any) -> None:
@@ -162,11 +148,11 @@ class PbsScheduler(BatchScheduler):
         """The server's ``max_array_size`` (``qstat -Bf``; PBS Pro's default is 10000)."""
 
         def read() -> int:
-            result = self.transport.run([self.command("qstat"), "-Bf"])
+            result = self.run([self.command("qstat"), "-Bf"])
             m = re.search(r"^\s*max_(?:job_)?array_size\s*=\s*(\d+)", result.stdout, re.M)
             return int(m.group(1)) if result.ok and m else 10000
 
-        return self.fact("pbs.max_array_size", read) or None
+        return self.cluster_fact("pbs.max_array_size", read) or None
 
     def parallelism(self) -> int:
         """``max_parallel``, else the cluster's CPUs (``pbsnodes -a``) over the cores a task asks."""
@@ -174,10 +160,10 @@ class PbsScheduler(BatchScheduler):
             return self.profile.max_parallel
 
         def read() -> int:
-            result = self.transport.run([self.command("pbsnodes"), "-a"])
+            result = self.run([self.command("pbsnodes"), "-a"])
             return parse_node_cpus(result.stdout) if result.ok else 0
 
-        cpus = self.fact("pbs.cpus", read) or 1
+        cpus = self.cluster_fact("pbs.cpus", read) or 1
         return max(1, cpus // max(1, self.profile.cores))
 
     # ------------------------------------------------------------ submission
@@ -245,7 +231,9 @@ class PbsScheduler(BatchScheduler):
         try:
             return parsers.parse_qsub(result.stdout)
         except ValueError as exc:
-            raise SubmissionError(f"{self.name}: {exc} (stderr: {result.stderr.strip()!r})") from None
+            raise SubmissionError(
+                f"{self.name}: {exc} (stderr: {result.stderr.strip()!r})"
+            ) from None
 
     # ------------------------------------------------------------ watching
     def normalize_id(self, native_id: str) -> str:
@@ -280,9 +268,7 @@ class PbsScheduler(BatchScheduler):
                 result.assert_success()
         return rows
 
-    def parse_status(
-        self, result: CommandResult, asked: Sequence[str] | None = None
-    ) -> list[QueueEntry]:
+    def parse_status(self, result: CommandResult, asked: Sequence[str]) -> list[QueueEntry]:
         rows = self.parse_rows(result)
         with_tasks = {parsers.normalize_id(r.array_id) for r in rows if r.task is not None}
         entries = []
@@ -306,11 +292,13 @@ class PbsScheduler(BatchScheduler):
             kwargs["exit_code"] = row.exit_status
         return QueueEntry(**kwargs)
 
-    def classify(self, state: str, exit_code: int | None, reason: str) -> JobStatus:
+    def classify(self, state: str | JobState, exit_code: int | None, reason: str) -> JobStatus:
         """How a native state, exit status and reason end up as a :class:`JobStatus`."""
+        if isinstance(state, JobState):
+            return super().classify(state, exit_code, reason)
         return classify(state, exit_code, reason, dialect=self.dialect)
 
-    def lost_reason(self, submission: Submission) -> str:  # type: ignore[override]
+    def lost_reason(self, submission: Submission) -> str:
         return (
             f"{submission.native_id} is no longer known to PBS (qstat -x): without job history "
             "a finished job vanishes at once; enable job history "
@@ -341,10 +329,10 @@ class TorqueScheduler(PbsScheduler):
         ``--version``, no ``-t``, and never reports an exit status); read once."""
 
         def probe() -> bool:
-            result = self.transport.run([self.command("qstat"), "--version"])
+            result = self.run([self.command("qstat"), "--version"])
             return not result.ok and "Unknown option" in (result.stderr + result.stdout)
 
-        return bool(self.fact("torque.wrappers", probe))
+        return bool(self.cluster_fact("torque.wrappers", probe))
 
     def max_array_size(self) -> int | None:
         if self.wrappers():
@@ -391,12 +379,14 @@ class TorqueScheduler(PbsScheduler):
             return [self.command("qstat"), "-f", *native_ids]
         return [self.command("qstat"), "-f", "-t", *native_ids]
 
-    def classify(self, state: str, exit_code: int | None, reason: str) -> JobStatus:
+    def classify(self, state: str | JobState, exit_code: int | None, reason: str) -> JobStatus:
+        if isinstance(state, JobState):
+            return super().classify(state, exit_code, reason)
         if state == "C" and exit_code is None and self.wrappers():
             reason = reason or "completed (the SLURM Torque wrappers report no exit status)"
         return classify(state, exit_code, reason, dialect="torque")
 
-    def lost_reason(self, submission: Submission) -> str:  # type: ignore[override]
+    def lost_reason(self, submission: Submission) -> str:
         return (
             f"{submission.native_id} is no longer known to Torque (qstat): completed jobs stay "
             "listed only for keep_completed seconds; raise it "
@@ -432,7 +422,9 @@ def classify(state: str, exit_code: int | None, reason: str, *, dialect: str) ->
     if letter == "M":
         return JobStatus(
             state=JobState.FAILED,
-            reason=_join("moved to another PBS server (state M); clustrix cannot follow it", reason),
+            reason=_join(
+                "moved to another PBS server (state M); clustrix cannot follow it", reason
+            ),
             exit_code=exit_code,
         )
     if reason.startswith(DELETED):

@@ -1,0 +1,20 @@
+#!/bin/bash
+#PBS -N clustrix-fit
+#PBS -S /bin/bash
+#PBS -l select=1:ncpus=4:mem=7630mb:ngpus=2
+#PBS -l walltime=26:00:00
+#PBS -q gpuq
+#PBS -A proj-42
+#PBS -o /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd/pbs.out.^array_index^
+#PBS -e /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd/pbs.err.^array_index^
+#PBS -J 0-39
+#PBS -r y
+#PBS -W max_run_subjobs=5
+#PBS -m a
+#PBS -M alice@example.org
+# clustrix job 20260101-120000-0a1b2c3d
+TASK="${PBS_ARRAY_INDEX}"
+exec >>/home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd/out."$TASK" 2>>/home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd/err."$TASK"
+cd /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd || exit 97
+. /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd/env.sh || exit 96
+exec /usr/bin/python3 /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd/runner.py /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd "$TASK"

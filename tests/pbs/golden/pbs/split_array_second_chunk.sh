@@ -1,0 +1,15 @@
+#!/bin/bash
+#PBS -N clustrix-fit
+#PBS -S /bin/bash
+#PBS -l select=1:ncpus=1
+#PBS -l walltime=00:01:30
+#PBS -o /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd/pbs.out.10000+^array_index^
+#PBS -e /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd/pbs.err.10000+^array_index^
+#PBS -J 0-4999
+#PBS -r y
+# clustrix job 20260101-120000-0a1b2c3d
+TASK=$(( ${PBS_ARRAY_INDEX} + 10000 ))
+exec >>/home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd/out."$TASK" 2>>/home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd/err."$TASK"
+cd /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd || exit 97
+. /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd/env.sh || exit 96
+exec /usr/bin/python3 /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd/runner.py /home/alice/.clustrix/jobs/clustrix-fit-20260101-120000-0a1b2c3d-00112233aabbccdd "$TASK"
