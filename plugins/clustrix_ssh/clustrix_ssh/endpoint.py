@@ -245,7 +245,10 @@ def resolve(profile: Profile) -> Endpoint:
         check_name("user", profile.user, kind="user", where=where)
     if profile.proxy_jump is not None and profile.proxy_jump.strip().lower() != "none":
         for part in profile.proxy_jump.split(","):
-            parse_jump(part)
+            try:
+                parse_jump(part)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
     config = _ssh_config(profile)
     key_files: tuple[str, ...] = ()
     if profile.key_file:
