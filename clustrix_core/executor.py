@@ -43,7 +43,7 @@ from .serialization import (
     encode_payload,
     loads_value,
 )
-from .store import LOG_TAIL_BYTES, JobStore, keep_log, kept_log
+from .store import LOG_TAIL_BYTES, JobStore, keep_log, kept_log, new_job_id
 from .transport import Transport, shared_transport
 
 logger = logging.getLogger(__name__)
@@ -176,6 +176,8 @@ class _Job:
         self.last_status: dict[str, JobStatus] = {}
         self.spec: JobSpec | None = None
         self.progress: Progress | None = None
+        self.settled = threading.Event()
+        """Set once the job is finished and cleaned up (``shutdown(wait=True)`` waits for it)."""
 
     @property
     def location(self) -> str:
@@ -322,8 +324,7 @@ class Monitor:
         )
         err.__cause__ = exc
         for job in active:
-            job.finished = True
-            _deliver_all((fut, None, err) for fut in job.futures)
+            job.executor._fail_job(job, err)
         self._failures, self._failing_since = 0, None
 
 
@@ -424,6 +425,8 @@ class ClusterExecutor(cf.Executor):
         if wait:
             for job in jobs:
                 cf.wait(job.futures)
+                if not any(f.cancelled() for f in job.futures):
+                    job.settled.wait(60)  # its cleanup, after the last delivery
 
     def adopt(self, record: JobRecord) -> list[ClusterFuture]:
         """Watch a job recorded by another process (re-attach by id): its futures, in call order."""
@@ -477,7 +480,7 @@ class ClusterExecutor(cf.Executor):
         strategies = choose_strategies(remote, self.profile.serializer, backend.serializers)
         tasks = split_tasks(len(calls), ntasks)
         key = secrets.token_bytes(32)
-        job_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(4)
+        job_id = new_job_id()
         payload = encode_payload(
             fn, calls, tasks, job_id=job_id, key=key, remote=remote, strategies=strategies
         )
@@ -576,6 +579,7 @@ class ClusterExecutor(cf.Executor):
     def _fail_job(self, job: _Job, exc: BaseException) -> None:
         job.finished = True
         _deliver_all((fut, None, exc) for fut in job.futures)
+        job.settled.set()
 
     def _report_progress(self, job: _Job) -> None:
         assert job.progress is not None
@@ -697,6 +701,9 @@ class ClusterExecutor(cf.Executor):
             if state is JobState.COMPLETED:
                 state = JobState.LOST
             tail = job.read_log("err", t, tail=3000)
+            extra = self.backend.scheduler.failure_details(job.location, t)
+            if extra.strip():
+                tail = f"{tail.rstrip()}\n{extra.strip()}".strip()
             reason = worst.reason or ""
             msg = (
                 f"job {job.record.job_id} (native id {','.join(job.record.native_ids)}, task {t}) "
@@ -727,8 +734,11 @@ class ClusterExecutor(cf.Executor):
         )
         _deliver_all(deliveries)  # after the registry knows, so a process may exit at once
         get_plugin_manager().hook.clustrix_job_finished(record=job.record, state=final)
-        if clean:
-            self.backend.store.cleanup(job.location)
+        try:
+            if clean:
+                self.backend.store.cleanup(job.location)
+        finally:
+            job.settled.set()
 
     def _keep_logs(self, job: _Job) -> None:
         store = self.backend.store

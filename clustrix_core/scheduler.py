@@ -272,6 +272,12 @@ class Scheduler:
         self.transport.put_bytes(path, text.encode(), mode=mode)
         return path
 
+    def failure_details(self, location: str, task: int) -> str:
+        """Text of the scheduler's own about a task that ended without a result, shown with the
+        job's stderr in the error (PBS: its ``=>> PBS: job killed: walltime ...`` lines in a log
+        of its own). Default: nothing."""
+        return ""
+
     # ---- what every scheduler implements
     def validate(self, profile: Profile) -> None:
         """Raise :class:`ConfigError` for resource requests this scheduler cannot express."""

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -26,6 +27,11 @@ logger = logging.getLogger(__name__)
 
 LOG_TAIL_BYTES = 64 * 1024
 """How much of each task's stdout and stderr is kept locally when a job's files are cleaned up."""
+
+
+def new_job_id() -> str:
+    """A fresh job id: when (to the second) and 32 random bits, e.g. ``20261201-153012-9f86d081``."""
+    return time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(4)
 
 
 class JobStore:
@@ -64,7 +70,7 @@ class JobStore:
 
     def check(self) -> str:
         """Stage a probe job and clean it up again (``clustrix doctor``); say what was checked."""
-        location = self.stage(job_id="doctor", name="clustrix-doctor", inputs={"probe": b"ok"})
+        location = self.stage(job_id=new_job_id(), name="clustrix-doctor", inputs={"probe": b"ok"})
         self.cleanup(location)
         return f"{self.describe()}: staged and removed a probe job"
 
