@@ -20,8 +20,9 @@ from clustrix_core.executor import ClusterExecutor
 from clustrix_core.hookspecs import ClustrixSpecs
 from clustrix_core.plugins import SchedulerSpec, SerializerSpec, TransportSpec
 from clustrix_core.registry import JobRecord
-from clustrix_core.scheduler import BatchScheduler, ProcessScheduler
+from clustrix_core.scheduler import BatchScheduler, JobSpec, ProcessScheduler
 from clustrix_core.serialization import RemoteInfo, Serializer
+from clustrix_core.specs import JobScript
 from clustrix_core.transport import LocalTransport
 
 from .conftest import GUIDE
@@ -73,7 +74,14 @@ TEMPLATE_METHODS = [
     "directive_prefix",
     "validate",
     "parallelism",
-    "lost_grace",
+    "accounting_lag",
+    "lost_reason",
+    "classify",
+    "normalize_id",
+    "summarize",
+    "single_task_arrays",
+    "cluster_fact",
+    "store",
     "supports_arrays",
     "final_statuses",
     "chunk_directives",
@@ -163,12 +171,13 @@ class EveryHook:
         )
 
     @hookimpl
-    def clustrix_job_script(self, profile: Any, job_name: str, script: str) -> str | None:
+    def clustrix_job_script(self, profile: Any, job_name: str, script: JobScript) -> str | None:
         self.calls["clustrix_job_script"] += 1
         if profile.options.get("authorkit_colour") != "blue":
             return None
-        first, rest = script.split("\n", 1)
-        return f"{first}\nexport AUTHORKIT_HOOKED={job_name}\n{rest}"
+        first, rest = script.text.split("\n", 1)
+        script.text = f"{first}\nexport AUTHORKIT_HOOKED={job_name}\n{rest}"
+        return None
 
     @hookimpl
     def clustrix_job_submitted(self, record: JobRecord) -> None:
@@ -188,8 +197,8 @@ class LeaveScriptAlone:
     seen: list[str] = []
 
     @hookimpl
-    def clustrix_job_script(self, script: str) -> str | None:
-        self.seen.append(script)
+    def clustrix_job_script(self, script: JobScript) -> str | None:
+        self.seen.append(script.text)
         return None
 
 
@@ -273,15 +282,44 @@ def test_script_hook_returning_none_changes_nothing(
     from clustrix_core.config import load_profile
 
     plain = load_profile("hooked", authorkit_colour="red")
-    assert (
-        clustrix_plugin_manager.adjust_job_script(plain, "j", "#!/bin/sh\ntrue\n")
-        == "#!/bin/sh\ntrue\n"
+    script = JobScript(text="#!/bin/sh\ntrue\n", job_id="j-1")
+    results = clustrix_plugin_manager.hook.clustrix_job_script(
+        profile=plain, job_name="j", script=script
     )
+    assert results == [] and script.text == "#!/bin/sh\ntrue\n"
     assert LeaveScriptAlone.seen[-1] == "#!/bin/sh\ntrue\n"
     blue = load_profile("hooked")
-    assert "AUTHORKIT_HOOKED=j" in clustrix_plugin_manager.adjust_job_script(
-        blue, "j", "#!/bin/sh\ntrue\n"
+    script = JobScript(text="#!/bin/sh\ntrue\n", job_id="j-2")
+    clustrix_plugin_manager.hook.clustrix_job_script(profile=blue, job_name="j", script=script)
+    assert "AUTHORKIT_HOOKED=j" in script.text
+
+
+def test_script_hook_returning_none_leaves_a_real_job_alone(every_hook: EveryHook) -> None:
+    ex = ClusterExecutor("hooked", authorkit_colour="red")
+
+    def hooked() -> str | None:
+        import os as _os
+
+        return _os.environ.get("AUTHORKIT_HOOKED")
+
+    try:
+        fut = ex.submit(hooked)
+        assert fut.result(timeout=60) is None
+    finally:
+        ex.shutdown(wait=True)
+    assert every_hook.calls["clustrix_job_script"] == 1
+    [record] = every_hook.submitted
+    script = (Path(record.job_dir) / "job.sh").read_text()
+    assert "AUTHORKIT_HOOKED" not in script
+    spec = JobSpec(
+        job_id=record.job_id,
+        name="clustrix-hooked",
+        location=record.job_dir,
+        ntasks=1,
+        python=record.python,
+        profile=ex.profile,
     )
+    assert script == ex.backend.scheduler.render_script(spec)  # unchanged by the hooks
 
 
 def test_plugin_options_are_accepted_only_for_their_backend(every_hook: EveryHook) -> None:

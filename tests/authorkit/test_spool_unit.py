@@ -10,7 +10,7 @@ from clustrix_spool.scheduler import OPTIONS, SpoolScheduler, parse_rows
 
 from clustrix_core.config import build_profile
 from clustrix_core.errors import CommandError, ConfigError, SubmissionError
-from clustrix_core.scheduler import JobSpec, JobState, QueueEntry, Submission
+from clustrix_core.scheduler import JobSpec, JobState, QueueEntry, Submission, env_script
 from clustrix_core.testing import RecordingTransport, assert_golden
 
 from .conftest import DATA
@@ -22,12 +22,12 @@ def make(transport: RecordingTransport, **values: object) -> SpoolScheduler:
 
 
 def job(
-    sched: SpoolScheduler, ntasks: int = 1, job_dir: str = "/scratch/jobs/clustrix-fit-1"
+    sched: SpoolScheduler, ntasks: int = 1, location: str = "/scratch/jobs/clustrix-fit-1"
 ) -> JobSpec:
     return JobSpec(
         job_id="20260101-000000-abcd",
         name="clustrix-fit",
-        job_dir=job_dir,
+        location=location,
         ntasks=ntasks,
         python="/usr/bin/python3",
         profile=sched.profile,
@@ -52,8 +52,11 @@ def test_rendered_array_script_matches_golden_file(recording_transport: Recordin
         env={"OMP_NUM_THREADS": "4"},
         setup=["ulimit -c 0"],
     )
-    script = sched.render_script(job(sched, ntasks=10), first=4, count=6, array=True)
+    spec = job(sched, ntasks=10)
+    script = sched.render_script(spec, first=4, count=6, array=True)
     assert_golden(script, DATA / "spool-array-job.sh")
+    # the environment and setup are in env.sh, which the script sources
+    assert env_script(spec).splitlines()[1:] == ["export OMP_NUM_THREADS=4", "ulimit -c 0"]
 
 
 def test_single_job_has_no_array_directive(recording_transport: RecordingTransport) -> None:
@@ -88,10 +91,13 @@ def test_submit_writes_script_and_parses_id(
 ) -> None:
     recording_transport.answers["spool-submit"] = (0, captured("spool-submit-parsable.txt"), "")
     sched = make(recording_transport)
-    [sub] = sched.submit(job(sched, job_dir=str(tmp_path)))
-    assert sub == Submission(native_id="1", job_dir=str(tmp_path), first=0, count=1)
+    [sub] = sched.submit(job(sched, location=str(tmp_path)))
+    assert sub == Submission(native_id="1", location=str(tmp_path), first=0, count=1)
     script = tmp_path / "job.0.sh"
     assert script.stat().st_mode & 0o777 == 0o700
+    env = tmp_path / "env.sh"
+    assert env.stat().st_mode & 0o777 == 0o600
+    assert env.read_text() == env_script(job(sched, location=str(tmp_path)))
     assert recording_transport.commands("spool-submit") == [
         ["spool-submit", "--parsable", str(script)]
     ]
@@ -103,13 +109,13 @@ def test_big_map_is_split_into_arrays_of_max_array_size(
     ids = iter(["11", "12", "13"])
     recording_transport.answers["spool-submit"] = lambda argv: (0, next(ids) + "\n", "")
     sched = make(recording_transport, max_array_size=4)
-    subs = sched.submit(job(sched, ntasks=10, job_dir=str(tmp_path)))
+    subs = sched.submit(job(sched, ntasks=10, location=str(tmp_path)))
     assert [(s.native_id, s.first, s.count) for s in subs] == [
         ("11", 0, 4),
         ("12", 4, 4),
         ("13", 8, 2),
     ]
-    third = (tmp_path / "job.2.sh").read_text()
+    third = (tmp_path / "job.8.sh").read_text()  # scripts are named for their first task
     assert "#SPOOL --array=0-1" in third and "TASK=$(( ${SPOOL_ARRAY_TASK_ID} + 8 ))" in third
 
 
@@ -123,7 +129,7 @@ def test_refused_submission_is_a_submission_error(
     )
     sched = make(recording_transport)
     with pytest.raises(SubmissionError, match="must be positive"):
-        sched.submit(job(sched, job_dir=str(tmp_path)))
+        sched.submit(job(sched, location=str(tmp_path)))
 
 
 def test_garbage_submit_output_is_a_submission_error(
@@ -141,9 +147,8 @@ def test_garbage_submit_output_is_a_submission_error(
 def test_parse_status_on_captured_active_listing(recording_transport: RecordingTransport) -> None:
     recording_transport.answers["spool-status"] = (0, captured("spool-status-active.txt"), "")
     sched = make(recording_transport)
-    entries = sched.parse_status(
-        recording_transport.run(sched.status_argv(["1", "2", "3", "4", "5"]))
-    )
+    asked = ["1", "2", "3", "4", "5"]
+    entries = sched.parse_status(recording_transport.run(sched.status_argv(asked)), asked)
     assert entries[:3] == [
         QueueEntry(job_id="1", task=2, state="queued"),
         QueueEntry(job_id="1", task=3, state="queued"),
@@ -190,11 +195,11 @@ def test_status_query_is_one_command_then_final_lookup(
     recording_transport.answers["spool-status"] = answer
     sched = make(recording_transport)
     subs = [
-        Submission(native_id="1", job_dir="/j/1", count=4),
-        Submission(native_id="2", job_dir="/j/2"),
-        Submission(native_id="4", job_dir="/j/4"),
-        Submission(native_id="5", job_dir="/j/5"),
-        Submission(native_id="99", job_dir="/j/99"),
+        Submission(native_id="1", location="/j/1", count=4),
+        Submission(native_id="2", location="/j/2"),
+        Submission(native_id="4", location="/j/4"),
+        Submission(native_id="5", location="/j/5"),
+        Submission(native_id="99", location="/j/99"),
     ]
     out = sched.statuses(subs)
     calls = recording_transport.commands("spool-status")
@@ -215,7 +220,7 @@ def test_final_status_of_an_array_reports_the_failed_task(
 ) -> None:
     recording_transport.answers["spool-status"] = (0, captured("spool-status-all.txt"), "")
     sched = make(recording_transport)
-    status = sched.final_status(Submission(native_id="1", job_dir="/j/1", first=8, count=4))
+    status = sched.final_status(Submission(native_id="1", location="/j/1", first=8, count=4))
     assert status is not None
     assert (status.state, status.exit_code, status.reason) == (JobState.FAILED, 3, "exit status 3")
     assert status.tasks == {
@@ -229,7 +234,7 @@ def test_final_status_of_an_array_reports_the_failed_task(
         ("3", JobState.CANCELLED),
         ("5", JobState.NODE_FAIL),
     ):
-        found = sched.final_status(Submission(native_id=native, job_dir="/j"))
+        found = sched.final_status(Submission(native_id=native, location="/j"))
         assert found is not None and found.state is state
 
 
@@ -237,7 +242,7 @@ def test_status_command_failure_raises(recording_transport: RecordingTransport) 
     recording_transport.answers["spool-status"] = (2, "", "spool-status: error: no spool\n")
     sched = make(recording_transport)
     with pytest.raises(CommandError):
-        sched.statuses([Submission(native_id="1", job_dir="/j")])
+        sched.statuses([Submission(native_id="1", location="/j")])
 
 
 # ------------------------------------------------------------------ validation

@@ -10,6 +10,5 @@
 TASK=$(( ${SPOOL_ARRAY_TASK_ID} + 4 ))
 exec >>/scratch/jobs/clustrix-fit-1/out."$TASK" 2>>/scratch/jobs/clustrix-fit-1/err."$TASK"
 cd /scratch/jobs/clustrix-fit-1 || exit 97
-export OMP_NUM_THREADS=4
-ulimit -c 0
+. /scratch/jobs/clustrix-fit-1/env.sh || exit 96
 exec /usr/bin/python3 /scratch/jobs/clustrix-fit-1/runner.py /scratch/jobs/clustrix-fit-1 "$TASK"
