@@ -454,7 +454,7 @@ class LocalTransport(Transport):
     def put_bytes(self, path: str, data: bytes, *, mode: int = 0o600) -> None:
         dfd, name = _open_private_parent(self.expand(path))
         try:
-            tmp = f".{name}.clustrix-tmp-{secrets.token_hex(8)}"
+            tmp = f"{name}.clustrix-tmp-{secrets.token_hex(8)}"
             flags = (
                 os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
             )

@@ -406,13 +406,17 @@ class SshTransport(Transport):
         create), its mode set before any byte is written, renamed over ``path``."""
         path = self.expand(path)
         self.uid()
-        tmp = posixpath.join(
-            posixpath.dirname(path),
-            f".{posixpath.basename(path)}.clustrix-tmp-{secrets.token_hex(8)}",
-        )
+        earlier: list[str] = []  # temporaries of attempts cut by a dropped connection
 
         def op(sftp: Any) -> None:
+            for stale in earlier:
+                try:
+                    sftp.remove(stale)
+                except OSError:
+                    pass
             self._private_parent(sftp, path)
+            tmp = f"{path}.clustrix-tmp-{secrets.token_hex(8)}"  # new per attempt: exclusive
+            earlier.append(tmp)
             try:
                 with sftp.open(tmp, "wx") as fh:  # O_CREAT|O_EXCL: never an existing file or link
                     fh.chmod(mode)  # before any byte is written
