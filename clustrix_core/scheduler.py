@@ -548,10 +548,20 @@ class BatchScheduler(Scheduler):
         for entry in entries:
             by_job.setdefault(self.normalize_id(entry.job_id), []).append(entry)
         listed = {s.native_id: by_job.get(self.normalize_id(s.native_id), []) for s in ask}
-        gone = [sub for sub in ask if not listed[sub.native_id]]
-        finals = self.final_statuses(gone) if gone else {}  # one accounting query for all of them
+        summary = {s.native_id: self.summarize(s, listed[s.native_id]) for s in ask}
+        # gone from the listing, or listed as ended but without an exit status (squeue): ask
+        # the accounting once for all of them
+        look_up = [
+            sub
+            for sub in ask
+            if (st := summary[sub.native_id]) is None or (st.state.final and st.exit_code is None)
+        ]
+        finals = self.final_statuses(look_up) if look_up else {}
         for sub in ask:
-            status = self.summarize(sub, listed[sub.native_id])
+            status = summary[sub.native_id]
+            known = finals.get(sub.native_id)
+            if status is not None and status.state.final and known and known.state.final:
+                status = known  # the accounting's own view of the end, exit status included
             if status is not None and status.state is JobState.ERROR:
                 reason = (
                     self.error_reason(sub)
@@ -569,7 +579,8 @@ class BatchScheduler(Scheduler):
             if status is None:
                 status = JobStatus(state=JobState.LOST, reason=self.lost_reason(sub))
             if status.state.final and status.state is not JobState.LOST:
-                self._finals[sub.native_id] = status
+                if status.exit_code is not None or not listed[sub.native_id]:
+                    self._finals[sub.native_id] = status  # else: ask the accounting next time
             out[sub.native_id] = status
         return out
 

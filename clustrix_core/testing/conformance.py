@@ -34,6 +34,7 @@ from ..config import reset_configuration
 from ..errors import ConfigError, JobFailedError, TransportError
 from ..executor import ClusterExecutor
 from ..scheduler import BatchScheduler, JobState
+from ..store import new_job_id
 
 TIMEOUT = 120.0
 
@@ -162,8 +163,8 @@ class SchedulerConformance(_Base):
 
         fut = executor.submit(chatty)
         assert fut.result(timeout=TIMEOUT) == 1
-        if executor.profile.cleanup == "on_success":
-            pytest.skip("job directory removed on success; logs checked with cleanup='never'")
+        if executor.profile.cleanup != "never":  # kept locally once the job is cleaned up
+            fut.job.settled.wait(TIMEOUT)
         assert "hello from stdout" in fut.stdout()
         assert "hello from stderr" in fut.stderr()
 
@@ -204,6 +205,104 @@ class SchedulerConformance(_Base):
         busy = [c for c in counts if c[0] == 4 and c[2] == 0]
         assert busy, counts
         assert all(runs == 1 for _, runs, _ in busy), counts
+
+    # ---- contract v2: the job store, exit statuses, ids, cancel of a queued job, one monitor
+    hold: dict[str, Any] | None = None
+    """Profile overrides that keep a job queued without running (e.g. ``{"directives":
+    ["--hold"]}`` on SLURM); None: the scheduler has no queue (processes start at once)."""
+
+    def test_store_stages_fetches_and_cleans_up(self, executor: ClusterExecutor) -> None:
+        store = executor.backend.store
+        location = store.stage(job_id=new_job_id(), name="conformance", inputs={"probe": b"x"})
+        try:
+            assert store.ready(location, [0, 1]) == set()
+            assert store.fetch(location, 0) is None
+            assert store.log(location, "out", 0) == ""
+        finally:
+            store.cleanup(location)
+        store.cleanup(location)  # idempotent
+
+        def twice(x: int) -> int:
+            print(f"twice {x}")
+            return 2 * x
+
+        with ClusterExecutor(executor.profile, cleanup="never") as ex:
+            futures = ex.map_futures(twice, [1, 2], chunksize=1)
+            assert [f.result(timeout=TIMEOUT) for f in futures] == [2, 4]
+        job = futures[0].job
+        assert store.ready(job.location, [0, 1]) == {0, 1}
+        assert all(store.fetch(job.location, t) for t in (0, 1))
+        assert "twice 2" in store.log(job.location, "out", 1)
+        store.cleanup(job.location)
+        assert store.ready(job.location, [0, 1]) == set()
+
+    def test_exit_status_reaches_the_status(self, executor: ClusterExecutor) -> None:
+        def leave(code: int) -> None:
+            import os as _os
+
+            _os._exit(code)
+
+        fut = executor.submit(leave, 3)
+        with pytest.raises(JobFailedError):
+            fut.result(timeout=TIMEOUT)
+        sched = executor.monitor.scheduler
+        [status] = sched.statuses(fut.job.submissions).values()
+        assert status.state.final and status.state is not JobState.COMPLETED, status
+        assert status.exit_code == 3 or "3" in status.reason, status
+
+    def test_statuses_are_keyed_by_the_submitted_ids(self, executor: ClusterExecutor) -> None:
+        fut = executor.submit(abs, -1)
+        assert fut.result(timeout=TIMEOUT) == 1
+        sched = executor.monitor.scheduler
+        ids = [s.native_id for s in fut.job.submissions]
+        assert sorted(sched.statuses(fut.job.submissions)) == sorted(ids)
+        for native in ids:
+            if isinstance(sched, BatchScheduler):
+                assert sched.normalize_id(sched.normalize_id(native)) == sched.normalize_id(native)
+
+    def test_cancel_of_a_queued_job(self, cluster_config: Path, executor: ClusterExecutor) -> None:
+        """A held job (``hold``) is cancelled while queued; a backend without a queue cancels a
+        job right after its submission. Either way it ends CANCELLED, also once it vanished."""
+
+        def sleeper() -> None:
+            time.sleep(600)
+
+        with ClusterExecutor(self.profile, **{**self.overrides, **(self.hold or {})}) as ex:
+            fut = ex.submit(sleeper)
+            sched = ex.monitor.scheduler
+            if self.hold is not None:
+                wait_for(lambda: fut.job.last_status)
+                assert not any(s.state.final for s in fut.job.last_status.values())
+            assert fut.cancel()
+            final = wait_for(
+                lambda: [s for s in sched.statuses(fut.job.submissions).values() if s.state.final]
+            )
+        assert final[0].state is JobState.CANCELLED, final
+
+    def test_executors_of_a_profile_share_one_status_query(self, executor: ClusterExecutor) -> None:
+        others = [ClusterExecutor(self.profile, **self.overrides) for _ in range(2)]
+        monitor = executor.monitor
+        assert all(ex.monitor is monitor for ex in others)
+        sizes: list[int] = []
+        original = monitor.scheduler.statuses
+
+        def counting(subs: Any) -> Any:
+            sizes.append(len(subs))
+            return original(subs)
+
+        def nap(x: float) -> float:
+            time.sleep(x)
+            return x
+
+        monitor.scheduler.statuses = counting  # type: ignore[method-assign]
+        try:
+            futures = [ex.submit(nap, 2.0) for ex in (executor, *others) for _ in range(2)]
+            assert [f.result(timeout=TIMEOUT) for f in futures] == [2.0] * 6
+        finally:
+            del monitor.scheduler.statuses
+            for ex in others:
+                ex.shutdown(wait=False)
+        assert max(sizes) == sum(len(f.job.submissions) for f in futures), sizes
 
     def test_bad_resources_rejected_before_submission(
         self, cluster_config: Path, monkeypatch: pytest.MonkeyPatch

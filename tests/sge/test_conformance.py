@@ -16,6 +16,7 @@ from .conftest import need_transport
 class TestSgeConformance(SchedulerConformance):
     profile = "sge"
     overrides = {"cleanup": "never"}
+    hold = {"directives": ["-h"]}
 
     @pytest.fixture(scope="class")
     def cluster_config(self) -> Path:

@@ -14,6 +14,7 @@ from tests.conftest import cluster_config
 class TestSlurmConformance(SchedulerConformance):
     profile = "slurm"
     overrides = {"cleanup": "never"}
+    hold = {"directives": ["--hold"]}
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -24,6 +25,7 @@ class TestSlurmConformance(SchedulerConformance):
 class TestSlurmSshConformance(SchedulerConformance):
     profile = "slurm-ssh"
     overrides = {"cleanup": "never"}
+    hold = {"directives": ["--hold"]}
 
     @pytest.fixture(scope="class")
     @classmethod
