@@ -1,26 +1,43 @@
-"""``@cluster``: a thin layer over :class:`ClusterExecutor`."""
+"""``@cluster``: a thin layer over :class:`ClusterExecutor`.
+
+The decorated function keeps its signature for type checkers: ``f(x)`` has ``f``'s return type
+``R``, ``f.submit(x)`` is a ``ClusterFuture[R]``, ``f.map(xs)`` a ``list[R]``, and
+``await f.asubmit(x)`` an ``R``."""
 
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from .executor import ClusterExecutor, ClusterFuture
 
+if TYPE_CHECKING:  # typeshed always has typing_extensions; at run time it is not a dependency
+    from typing_extensions import ParamSpec
 
-class ClusterFunction:
-    __qualname__: str
-    __wrapped__: Callable[..., Any]
+    P = ParamSpec("P")
+elif sys.version_info >= (3, 10):
+    from typing import ParamSpec
 
+    P = ParamSpec("P")
+else:  # Python 3.9 at run time: a stand-in, as the annotations are never evaluated
+    P = TypeVar("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class ClusterFunction(Generic[P, R]):
     """A function that runs on a cluster when called. ``f(x)`` blocks and returns the value;
     ``f.submit(x)`` returns a future; ``f.map(xs)`` runs many calls as one array job;
-    ``f.local(x)`` runs in this process."""
+    ``f.local(x)`` runs in this process; ``await f.asubmit(x)`` and ``await f.amap(xs)`` do the
+    same from a coroutine without blocking the event loop."""
 
-    def __init__(
-        self, fn: Callable[..., Any], profile: str | None, overrides: dict[str, Any]
-    ) -> None:
+    __qualname__: str
+    __wrapped__: Callable[P, R]
+
+    def __init__(self, fn: Callable[P, R], profile: str | None, overrides: dict[str, Any]) -> None:
         functools.update_wrapper(self, fn)
         self.__clustrix_function__ = fn
         self._profile = profile
@@ -39,23 +56,50 @@ class ClusterFunction:
                 self._executor = ClusterExecutor(self._profile, **self._overrides)
             return self._executor
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.submit(*args, **kwargs).result()
 
-    def submit(self, *args: Any, **kwargs: Any) -> ClusterFuture:
-        return self.executor.submit(self.__clustrix_function__, *args, **kwargs)
+    def submit(self, *args: P.args, **kwargs: P.kwargs) -> ClusterFuture[R]:
+        """Run one call as a job; a future of its value (``await`` it in a coroutine)."""
+        return cast(
+            "ClusterFuture[R]", self.executor.submit(self.__clustrix_function__, *args, **kwargs)
+        )
 
     def map(
         self, *iterables: Iterable[Any], chunksize: int | None = None, timeout: float | None = None
-    ) -> list[Any]:
+    ) -> list[R]:
+        """One call per item of ``iterables`` (zipped), as one array job; the values in order."""
         return list(
             self.executor.map(
                 self.__clustrix_function__, *iterables, chunksize=chunksize, timeout=timeout
             )
         )
 
-    def local(self, *args: Any, **kwargs: Any) -> Any:
+    def local(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function here, in this process."""
         return self.__clustrix_function__(*args, **kwargs)
+
+    async def asubmit(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """``await f.asubmit(x)``: the value of one call, from a coroutine. Staging and
+        submitting run in a worker thread, so the event loop is never blocked; cancelling the
+        awaiting task cancels the job."""
+        future = await _off_the_loop(functools.partial(self.submit, *args, **kwargs))
+        return await future
+
+    async def amap(self, *iterables: Iterable[Any], chunksize: int | None = None) -> list[R]:
+        """``await f.amap(xs)``: like :meth:`map` (one array job), from a coroutine."""
+        import asyncio
+
+        futures = await _off_the_loop(
+            functools.partial(
+                self.executor.map_futures,
+                self.__clustrix_function__,
+                *iterables,
+                chunksize=chunksize,
+            )
+        )
+        values = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        return cast("list[R]", list(values))
 
     def __reduce__(self) -> Any:
         # Pickled (e.g. referenced from another shipped function): the plain function travels.
@@ -70,18 +114,51 @@ class ClusterFunction:
         return f"<cluster function {self.__qualname__} profile={self._profile or 'default'}>"
 
 
+async def _off_the_loop(start: Callable[[], T]) -> T:
+    """``start()`` in the event loop's worker threads. When the awaiting task is cancelled while
+    it runs, whatever it submitted is cancelled once it returns."""
+    import asyncio
+
+    task = asyncio.get_running_loop().run_in_executor(None, start)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.add_done_callback(_cancel_started)
+        raise
+
+
+def _cancel_started(task: Any) -> None:
+    if task.cancelled() or task.exception() is not None:
+        return
+    started = task.result()
+    for fut in started if isinstance(started, list) else [started]:
+        fut.cancel()
+
+
 def _identity(fn: Any) -> Any:
     return fn
 
 
+@overload
 def cluster(
-    fn: Callable[..., Any] | None = None, *, profile: str | None = None, **overrides: Any
-) -> Any:
+    fn: Callable[P, R], *, profile: str | None = None, **overrides: Any
+) -> ClusterFunction[P, R]: ...
+
+
+@overload
+def cluster(
+    fn: None = None, *, profile: str | None = None, **overrides: Any
+) -> Callable[[Callable[P, R]], ClusterFunction[P, R]]: ...
+
+
+def cluster(
+    fn: Callable[P, R] | None = None, *, profile: str | None = None, **overrides: Any
+) -> ClusterFunction[P, R] | Callable[[Callable[P, R]], ClusterFunction[P, R]]:
     """Run a function on a cluster: ``@cluster`` or ``@cluster(profile="hpc", cores=4)``."""
     if fn is not None:
         return ClusterFunction(fn, profile, overrides)
 
-    def wrap(inner: Callable[..., Any]) -> ClusterFunction:
+    def wrap(inner: Callable[P, R]) -> ClusterFunction[P, R]:
         return ClusterFunction(inner, profile, overrides)
 
     return wrap

@@ -11,10 +11,10 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, PENDING, RUNNING
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -47,6 +47,7 @@ from .store import LOG_TAIL_BYTES, JobStore, keep_log, kept_log, new_job_id
 from .transport import Transport, shared_transport
 
 logger = logging.getLogger(__name__)
+_R = TypeVar("_R")
 RUNNER_SOURCE = Path(runner.__file__).read_bytes()
 _LOST_GRACE_POLLS = 6
 _FAST_POLL_SECONDS = 1.0
@@ -111,13 +112,19 @@ class Backend:
             return self._python, self._remote
 
 
-class ClusterFuture(cf.Future):  # type: ignore[type-arg]
-    """A future for one call, tied to the job that runs it."""
+class ClusterFuture(cf.Future[_R]):
+    """A future for one call, tied to the job that runs it. ``await fut`` waits for it in a
+    coroutine without blocking the event loop (the shared monitor completes it)."""
 
-    def __init__(self, job: _Job, index: int) -> None:
+    def __init__(self: ClusterFuture[Any], job: _Job, index: int) -> None:
         super().__init__()
         self.job = job
         self.index = index
+
+    def __await__(self) -> Generator[Any, None, _R]:
+        import asyncio
+
+        return asyncio.wrap_future(self).__await__()
 
     @property
     def job_id(self) -> str:
@@ -210,7 +217,10 @@ def split_tasks(ncalls: int, ntasks: int) -> list[tuple[int, int]]:
 
 
 def rebuild_exception(outcome: dict[str, Any]) -> BaseException:
-    """The remote exception as its own type when it can be rebuilt, else a RemoteError."""
+    """The remote exception as its own type (a class of the caller's own included: the runner
+    defines the caller's classes under their module names) with the remote traceback attached;
+    a :class:`RemoteError` when no such class exists here. A remote ``sys.exit`` or
+    ``KeyboardInterrupt`` never ends or interrupts the caller: it is a RemoteError that says so."""
     tb = outcome.get("traceback", "")
     exc: BaseException | None = None
     if outcome.get("exc"):
@@ -219,12 +229,47 @@ def rebuild_exception(outcome: dict[str, Any]) -> BaseException:
         except Exception:
             exc = None
     if not isinstance(exc, BaseException):
-        return RemoteError(
-            f"{outcome.get('module', '')}.{outcome['type']}".lstrip("."), outcome["message"], tb
-        )
+        exc = _exception_by_name(outcome)
+    type_name = f"{outcome.get('module', '')}.{outcome['type']}".lstrip(".")
+    if isinstance(exc, (SystemExit, KeyboardInterrupt)) or (
+        exc is None and outcome.get("module") == "builtins" and outcome["type"] in _EXITS
+    ):
+        message = outcome["message"]
+        if isinstance(exc, SystemExit) and not message.startswith("the function"):
+            message = f"the function called sys.exit({'' if exc.code is None else repr(exc.code)})"
+        err = RemoteError(outcome["type"], message, tb)
+        err.exit_code = getattr(exc, "code", None)  # type: ignore[attr-defined]
+        return err
+    if not isinstance(exc, Exception):  # GeneratorExit and other non-Exceptions: never re-raised
+        return RemoteError(type_name, outcome["message"], tb)
     exc.__cause__ = RemoteTraceback(tb)
     exc.remote_traceback = tb  # type: ignore[attr-defined]
     return exc
+
+
+_EXITS = ("SystemExit", "KeyboardInterrupt")
+
+
+def _exception_by_name(outcome: dict[str, Any]) -> BaseException | None:
+    """The remote exception rebuilt from its class name when it could not travel as a pickle
+    (say, it held an unpicklable attribute) and that class exists here."""
+    import sys
+
+    module = sys.modules.get(outcome.get("module") or "")
+    cls: Any = module
+    for part in str(outcome.get("qualname") or outcome["type"]).split("."):
+        cls = getattr(cls, part, None)
+    if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+        return None
+    try:
+        return cls(outcome["message"])  # type: ignore[no-any-return]
+    except Exception:
+        try:
+            exc = cls.__new__(cls)
+            exc.args = (outcome["message"],)
+            return exc  # type: ignore[no-any-return]
+        except Exception:
+            return None
 
 
 class Monitor:

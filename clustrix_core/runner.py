@@ -166,13 +166,44 @@ def install_module(name, source):
     exec(compile_source(source, module.__file__), module.__dict__)
 
 
+INSTALLED = set()  # type: set  # modules made here from shipped code (never the runner's __main__)
+
+
+def install_namespace(name):
+    """A fresh module ``name`` in sys.modules for the shipped code of the function's own module:
+    its classes then keep their module and qualified name, so the values and exceptions they make
+    pickle by name and come back as the caller's own classes (``__main__`` included: the runner's
+    own globals stay with its functions)."""
+    import types
+
+    parts = name.split(".")
+    for i in range(1, len(parts)):
+        parent = ".".join(parts[:i])
+        if parent not in sys.modules:
+            package = types.ModuleType(parent)
+            package.__path__ = []
+            sys.modules[parent] = package
+    module = types.ModuleType(name)
+    module.__builtins__ = builtins
+    sys.modules[name] = module
+    INSTALLED.add(name)
+    if len(parts) > 1:
+        setattr(sys.modules[".".join(parts[:-1])], parts[-1], module)
+    return module
+
+
 def load_source(data):
-    """Rebuild a function shipped by the source strategy."""
+    """Rebuild a function shipped by the source strategy, in a module named for the function's
+    own module (``__main__`` included) when the payload names it."""
     spec = pickle.loads(data)
     for name, module_source in spec.get("modules", ()):
         install_module(name, module_source)
+        INSTALLED.add(name)
     filename = "<clustrix source of %s>" % spec["name"]
-    namespace = {"__name__": "__clustrix_source__", "__builtins__": builtins}
+    if spec.get("module"):
+        namespace = install_namespace(spec["module"]).__dict__
+    else:
+        namespace = {"__name__": "__clustrix_source__", "__builtins__": builtins}
     namespace.update(spec["constants"])
     exec(compile_source(spec["source"], filename), namespace)
     for name, (defaults, kwdefaults) in spec["defaults"].items():
@@ -180,6 +211,32 @@ def load_source(data):
         obj.__defaults__ = defaults
         obj.__kwdefaults__ = kwdefaults
     return namespace[spec["name"]]
+
+
+def load_source_calls(data):
+    """A task's calls under the source strategy: first the code of the user's classes and
+    functions the arguments refer to, defined under their own module names (added to what the
+    function's code defined, never replacing it), then the calls, unpickled by name."""
+    shipped = pickle.loads(data)
+    if not isinstance(shipped, dict) or "calls" not in shipped:
+        return shipped
+    for name, module_source in shipped.get("modules", ()):
+        if name not in INSTALLED:
+            install_module(name, module_source)
+            INSTALLED.add(name)
+    for name, code in shipped.get("namespaces", ()):
+        target = sys.modules[name] if name in INSTALLED else install_namespace(name)
+        scratch = dict(target.__dict__)
+        scratch.update(code["constants"])
+        exec(compile_source(code["source"], "<clustrix source of %s for the arguments>" % name),
+             scratch)
+        for fname, (defaults, kwdefaults) in code["defaults"].items():
+            scratch[fname].__defaults__ = defaults
+            scratch[fname].__kwdefaults__ = kwdefaults
+        for key, value in scratch.items():
+            if key not in target.__dict__:
+                setattr(target, key, value)
+    return pickle.loads(shipped["calls"])
 
 
 def load_dill(data):
@@ -198,28 +255,46 @@ def load_cloudpickle(data):
 LOADERS = {
     "cloudpickle": (load_cloudpickle, load_cloudpickle),
     "dill": (load_dill, load_dill),
-    "source": (load_source, pickle.loads),
+    "source": (load_source, load_source_calls),
     "pickle": (pickle.loads, pickle.loads),
 }
 
 
+def exit_message(exc):
+    """What a SystemExit or KeyboardInterrupt of the function means, in words."""
+    if isinstance(exc, SystemExit):
+        return "the function called sys.exit(%s)" % ("" if exc.code is None else repr(exc.code))
+    if isinstance(exc, KeyboardInterrupt):
+        return "the function was interrupted on the remote (KeyboardInterrupt)"
+    return None
+
+
 def describe_exception(exc, tb_text):
     try:
-        exc_bytes = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+        exc_bytes = dump_value(exc)
         pickle.loads(exc_bytes)
     except Exception:
         exc_bytes = None
+    message = exit_message(exc)
+    if message is None:
+        try:
+            message = str(exc)
+        except Exception as inner:
+            message = "<str() of the exception failed: %r>" % (inner,)
     return {
         "ok": False,
         "type": type(exc).__name__,
+        "qualname": getattr(type(exc), "__qualname__", type(exc).__name__),
         "module": type(exc).__module__,
-        "message": str(exc),
+        "message": message,
         "traceback": tb_text,
         "exc": exc_bytes,
     }
 
 
 def dump_value(value):
+    """By name with pickle (the caller's own classes, whose modules the runner installed under
+    their names, arrive as themselves), else by value with cloudpickle when the remote has it."""
     try:
         return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:

@@ -19,7 +19,7 @@ import sys
 import textwrap
 import threading
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -327,12 +327,28 @@ class SourceSerializer(Serializer):
             ) from exc
 
     def encode_calls(self, fn: Callable[..., Any], calls: Sequence[Call], protocol: int) -> bytes:
+        """The calls, pickled by name, after the code of the user's own classes and functions
+        they hold (of ``__main__``, of the function's module, or of another local module), so
+        the runner defines them under their own module and names first. Something of the user's
+        that cannot travel fails here, naming it."""
+        found: dict[int, Any] = {}
         try:
-            return pickle.dumps(list(calls), protocol=protocol)
+            data = _dumps_noting_types(list(calls), protocol, found)
         except Exception as exc:
             raise SerializationError(
                 f"the source strategy sends arguments with the standard pickle module: "
                 f"{_cannot_pickle(fn, calls, exc)}"
+            ) from exc
+        shipped = _ship_user_objects(inspect.unwrap(fn), found.values())
+        if shipped is None:
+            return data
+        shipped["calls"] = data
+        try:
+            return pickle.dumps(shipped, protocol=protocol)
+        except Exception as exc:
+            raise SerializationError(
+                f"the source strategy cannot carry what the classes of the arguments of "
+                f"{_qualname(fn)} need: {exc}"
             ) from exc
 
     def build(self, fn: Callable[..., Any]) -> dict[str, Any]:
@@ -364,6 +380,7 @@ class SourceSerializer(Serializer):
         source = imports + "\n" + defs
         return {
             "name": fn.__name__,
+            "module": fn.__module__,
             "source": source,
             "constants": state.constants,
             "modules": list(state.modules.items()),
@@ -371,10 +388,78 @@ class SourceSerializer(Serializer):
         }
 
 
+def _dumps_noting_types(obj: Any, protocol: int, found: dict[int, Any]) -> bytes:
+    """``pickle.dumps(obj)``, noting in ``found`` every class and plain function it refers to
+    (an instance's class included)."""
+    import io
+
+    class Noting(pickle.Pickler):
+        def reducer_override(self, value: Any) -> Any:
+            kind = value if isinstance(value, (type, types.FunctionType)) else type(value)
+            found.setdefault(id(kind), kind)
+            return NotImplemented
+
+    buffer = io.BytesIO()
+    Noting(buffer, protocol=protocol).dump(obj)
+    return buffer.getvalue()
+
+
+def _ship_user_objects(fn: Any, objects: Iterable[Any]) -> dict[str, Any] | None:
+    """What the runner needs before it unpickles values that refer to ``objects`` by name: the
+    source of those of ``__main__`` or of ``fn``'s module (defined in a module of that name) and
+    the other local modules; None when all of them are importable there anyway."""
+    fn_module = getattr(fn, "__module__", None)
+    own = {"__main__"}  # modules whose code travels as the source of the parts used
+    if fn_module and _is_user_module(sys.modules.get(fn_module)):
+        own.add(fn_module)
+    states: dict[str, _SourceState] = {}
+    modules = _SourceState(main=fn)
+    for obj in objects:
+        name = getattr(obj, "__module__", None)
+        module = sys.modules.get(name or "")
+        if module is None or name in ("builtins", "copyreg"):
+            continue
+        if name not in own:
+            if _is_user_module(module):
+                modules.ship_module(module)
+            continue
+        qualname = getattr(obj, "__qualname__", "")
+        if "<" in qualname or not _resolves(name, qualname, obj):
+            continue  # not picklable by name: pickle itself said so already
+        state = states.get(name)  # type: ignore[arg-type]
+        if state is None:
+            state = states[name] = _SourceState(main=fn, module=name)  # type: ignore[index]
+        top = sys.modules[name].__dict__[qualname.split(".")[0]]  # type: ignore[index]
+        if isinstance(top, type):
+            state.add_class(top, top.__name__)
+        elif isinstance(top, types.FunctionType):
+            state.add_function(top, top.__name__)
+        for inner in state.modules.items():
+            modules.modules.setdefault(*inner)
+    if not states and not modules.modules:
+        return None
+    return {
+        "modules": list(modules.modules.items()),
+        "namespaces": [
+            (
+                name,
+                {
+                    "source": "".join(sorted(st.imports))
+                    + "\n"
+                    + "\n".join(text for _, text in sorted(st.defs)),
+                    "constants": st.constants,
+                    "defaults": st.defaults,
+                },
+            )
+            for name, st in states.items()
+        ],
+    }
+
+
 class _SourceState:
-    def __init__(self, main: types.FunctionType) -> None:
+    def __init__(self, main: Any, module: str | None = None) -> None:
         self.main = main
-        self.module = main.__module__
+        self.module = module or main.__module__
         self.imports: set[str] = set()
         self.constants: dict[str, Any] = {}
         self.defs: list[tuple[tuple[int, str], str]] = []
