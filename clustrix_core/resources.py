@@ -40,7 +40,7 @@ def parse_memory(value: object, *, key: str = "memory") -> int:
             raise ConfigError(f"{key}={value!r} must be positive; expected {MEMORY_HELP}")
         return int(value)
     if isinstance(value, str):
-        m = _MEMORY_RE.match(value)
+        m = _MEMORY_RE.fullmatch(value)
         if m:
             unit = m.group(2).upper()
             if unit in _MEMORY_UNITS:

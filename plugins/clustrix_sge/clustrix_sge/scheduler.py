@@ -98,7 +98,7 @@ class SgeScheduler(BatchScheduler):
         opts = profile.options
         for key in ("pe", "memory_resource", "gpu_resource"):
             value = opts.get(key)
-            if value is not None and (not isinstance(value, str) or not _NAME_RE.match(value)):
+            if value is not None and (not isinstance(value, str) or not _NAME_RE.fullmatch(value)):
                 raise ConfigError(f"{key}={value!r} is not a Grid Engine object name")
         _accounting_wait(opts.get("accounting_wait"))
         if opts.get("verify", "e") not in ("e", "w", "n", "v", "p"):

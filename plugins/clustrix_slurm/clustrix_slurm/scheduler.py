@@ -109,7 +109,7 @@ class SlurmScheduler(BatchScheduler):
             )
         for key in ("partition", "queue", "account", "qos"):
             value = getattr(profile, key)
-            if value is not None and not _NAME_RE.match(value):
+            if value is not None and not _NAME_RE.fullmatch(value):
                 raise ConfigError(
                     f"{key}={value!r} is not a SLURM name (letters, digits and _.,:+@=- only)"
                 )
