@@ -4,15 +4,18 @@ fresh namespace per test."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import ssl
 import time
-import tomllib
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import tomllib
 
 from tests.conftest import cluster_config
 
@@ -36,6 +39,29 @@ def kubeconfig(k8s_toml: Path) -> str:
     assert profile["namespace"] == "clustrix-test" and profile["image"] == "python:3.11-slim"
     assert os.path.isfile(profile["kubeconfig"])
     return str(profile["kubeconfig"])
+
+
+class Emulator:
+    """The running emulator's facts (server.json) and its admin endpoint (/emulator/...)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        with open(state_dir / "server.json") as f:
+            self.info = json.load(f)
+        self.state_dir = state_dir
+        self.url: str = self.info["url"]
+        self.ssl = ssl.create_default_context(cafile=self.info["ca"]) if self.info["ca"] else None
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"{self.url}/emulator/{path}", data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, context=self.ssl, timeout=10) as r:
+            return json.loads(r.read())
+
+
+@pytest.fixture(scope="session")
+def emulator(k8s_toml: Path) -> Emulator:
+    return Emulator(k8s_toml.parent)
 
 
 @pytest.fixture(scope="session")
