@@ -171,9 +171,9 @@ def split_framed_output(text: str, job_id: str, task: int) -> tuple[str, bytes |
 
 
 def _kept_dir(job_id: str) -> Path:
-    from .registry import state_dir
+    from .registry import private_state_dir  # checked: the user's own, private
 
-    return state_dir() / "logs" / re.sub(r"[^A-Za-z0-9_.-]", "_", job_id)
+    return private_state_dir() / "logs" / re.sub(r"[^A-Za-z0-9_.-]", "_", job_id)
 
 
 def keep_log(job_id: str, stream: str, task: int, text: str) -> None:
@@ -181,7 +181,8 @@ def keep_log(job_id: str, stream: str, task: int, text: str) -> None:
     if not text:
         return
     directory = _kept_dir(job_id)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory.parent.mkdir(exist_ok=True, mode=0o700)
+    directory.mkdir(exist_ok=True, mode=0o700)
     data = text.encode("utf-8", "replace")[-LOG_TAIL_BYTES:]
     path = directory / f"{stream}.{task}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
