@@ -75,6 +75,7 @@ _NAME_BAD = re.compile(r"[^A-Za-z0-9_.+-]")
 _VALUE_BAD = re.compile(r"[\s#'\"\\,:;]")
 _PATH_BAD = re.compile(r"[\s'\"\\,:#]")
 _FORMATS = ("auto", "json", "text")
+_SPLIT_LOG = re.compile(r"pbs\.err\.(?:chunk)?(\d+)[+-](\d+)")
 
 
 def _has_field(cls: type, name: str) -> bool:
@@ -298,6 +299,51 @@ class PbsScheduler(BatchScheduler):
             return super().classify(state, exit_code, reason)
         return classify(state, exit_code, reason, dialect=self.dialect)
 
+    def summarize(
+        self, sub: Submission, entries: Sequence[QueueEntry], *, complete: bool = False
+    ) -> JobStatus | None:
+        """As the base, except that a job this scheduler deleted (``qdel``) that then ended is
+        CANCELLED whatever PBS says: a root job deleted while starting can end ``Exit_status 0``
+        (substate 92) or 265 (SIGKILL), and the Torque wrappers say ``C`` for everything."""
+        status = super().summarize(sub, entries, complete=complete)
+        if (
+            status is not None
+            and status.state.final
+            and status.state is not JobState.CANCELLED
+            and sub.native_id in self._cancelled
+        ):
+            said = f"{status.state}: {status.reason}" if status.reason else str(status.state)
+            status = attrs.evolve(
+                status,
+                state=JobState.CANCELLED,
+                reason=f"{DELETED} by clustrix; PBS then reported {said}",
+            )
+        return status
+
+    def failure_details(self, location: str, task: int) -> str:
+        """The tail of PBS's own stderr of ``task`` (``pbs.err.N``, see :meth:`output_paths`):
+        where PBS writes ``=>> PBS: job killed: walltime 10 exceeded limit 5``."""
+        text = self.store().log(location, "pbs.err", task, tail=3000)
+        if text.strip():
+            return text
+        name = self._split_log_name(location, task)  # a later chunk of a split array
+        if name is None:
+            return ""
+        return self.transport.get_text(f"{location}/{name}", tail=3000)
+
+    def _split_log_name(self, location: str, task: int) -> str | None:
+        """``pbs.err.FIRST+INDEX`` (PBS Pro) or ``pbs.err.chunkFIRST-INDEX`` (Torque) of task
+        ``task`` = FIRST + INDEX, if the job directory has it."""
+        try:
+            names = self.transport.listdir(location)
+        except Exception:  # noqa: BLE001 - a log is a nicety; never fail the error report on it
+            return None
+        for name in names:
+            m = _SPLIT_LOG.fullmatch(name)
+            if m and int(m.group(1)) + int(m.group(2)) == task:
+                return name
+        return None
+
     def lost_reason(self, submission: Submission) -> str:
         return (
             f"{submission.native_id} is no longer known to PBS (qstat -x): without job history "
@@ -378,6 +424,37 @@ class TorqueScheduler(PbsScheduler):
         if self.wrappers():
             return [self.command("qstat"), "-f", *native_ids]
         return [self.command("qstat"), "-f", "-t", *native_ids]
+
+    def parse_status(self, result: CommandResult, asked: Sequence[str]) -> list[QueueEntry]:
+        """As PBS Pro's; with the SLURM wrappers (whose ``C`` never carries an exit status) the
+        jobs that are ``C`` are looked up once in SLURM's accounting (``sacct``, one command
+        for all of them, only in the poll where they finish) for how they really ended."""
+        entries = super().parse_status(result, asked)
+        if not self.wrappers():
+            return entries
+        done = [e for e in entries if e.state == "C" and e.exit_code is None]
+        if not done:
+            return entries
+        ended = self.slurm_endings([e.job_id for e in done])
+        out = []
+        for entry in entries:
+            found = ended.get(parsers.normalize_id(entry.job_id)) if entry in done else None
+            if found is not None:
+                state, exit_code, reason = found
+                entry = attrs.evolve(
+                    entry, state=state, exit_code=exit_code, reason=_join(reason, entry.reason)
+                )
+            out.append(entry)
+        return out
+
+    def slurm_endings(self, job_ids: Sequence[str]) -> dict[str, tuple[str, int | None, str]]:
+        """``{id: (Torque state, exit status, reason)}`` from ``sacct`` for jobs the wrappers
+        list as ``C``; jobs the accounting does not know (or no accounting) are left out."""
+        result = self.run(
+            [self.command("sacct"), "-X", "-n", "-P", "-o", "JobIDRaw,State,ExitCode",
+             "-j", ",".join(job_ids)]
+        )  # fmt: skip
+        return parse_sacct_endings(result.stdout) if result.ok else {}
 
     def classify(self, state: str | JobState, exit_code: int | None, reason: str) -> JobStatus:
         if isinstance(state, JobState):
@@ -469,3 +546,39 @@ def parse_node_cpus(text: str) -> int:
     if usable:
         total += cpus
     return total
+
+
+#: SLURM's final states (``sacct``) as Torque exit statuses, for the wrappers' ``C``.
+_SLURM_ENDINGS: dict[str, tuple[int | None, str]] = {
+    "TIMEOUT": (-11, "SLURM: TIMEOUT"),
+    "OUT_OF_MEMORY": (-10, "SLURM: OUT_OF_MEMORY"),
+    "NODE_FAIL": (-3, "SLURM: NODE_FAIL"),
+}
+
+
+def parse_sacct_endings(text: str) -> dict[str, tuple[str, int | None, str]]:
+    """``sacct -X -n -P -o JobIDRaw,State,ExitCode`` as ``{id: (state, exit status, reason)}``
+    in Torque's terms: a finished job is ``C`` with its exit status (Torque's -11 walltime,
+    -10 memory), a cancelled one ``C`` with the :data:`DELETED` reason; a job SLURM has not
+    finished yet (accounting lag) is ``E`` (exiting), so that it is asked again."""
+    out: dict[str, tuple[str, int | None, str]] = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) < 3 or not parts[0].isdigit():
+            continue
+        job_id, state, code = parts[0], parts[1].split()[0] if parts[1] else "", parts[2]
+        exit_text, _, signal_text = code.partition(":")
+        exit_code = int(exit_text) if exit_text.isdigit() else None
+        signal = int(signal_text) if signal_text.isdigit() else 0
+        if state == "CANCELLED":
+            out[job_id] = ("C", exit_code, f"{DELETED}: SLURM: CANCELLED")
+        elif state in _SLURM_ENDINGS:
+            out[job_id] = ("C", *_SLURM_ENDINGS[state])
+        elif state in ("COMPLETED", "FAILED", "BOOT_FAIL", "DEADLINE", "PREEMPTED"):
+            if signal:
+                out[job_id] = ("C", 256 + signal, f"SLURM: {state}")
+            else:
+                out[job_id] = ("C", exit_code, "" if state == "COMPLETED" else f"SLURM: {state}")
+        elif state:
+            out[job_id] = ("E", None, f"SLURM still says {state}")
+    return out
