@@ -131,7 +131,10 @@ def _render(value: Any) -> str:
 def invalid(kind: str, group: str, name: str, errors: list[FieldError]) -> ApiError:
     """422 Invalid: ``Job.batch "x" is invalid: field: Invalid value: ...``."""
     what = f"{kind}.{group}" if group else kind
-    msgs = [e.message() for e in errors]
+    msgs: list[str] = []
+    for e in errors:  # field.ErrorList.ToAggregate drops repeated messages
+        if e.message() not in msgs:
+            msgs.append(e.message())
     joined = msgs[0] if len(msgs) == 1 else "[" + ", ".join(msgs) + "]"
     details: dict[str, Any] = _details(name, group, kind)
     details["causes"] = [{"reason": e.kind, "message": e.body(), "field": e.field} for e in errors]

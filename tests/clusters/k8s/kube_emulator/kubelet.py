@@ -338,6 +338,16 @@ class PodWorker:
                 or bool(p["metadata"].get("deletionTimestamp"))
             )
 
+    def pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, waking early only for a deletion (not for our own updates)."""
+        end = time.monotonic() + seconds
+        while not self.deleting():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self.wake.wait(left)
+            self.wake.clear()
+
     def sleep(self, seconds: float) -> None:
         self.wake.wait(seconds)
         self.wake.clear()
@@ -422,7 +432,7 @@ class PodWorker:
                 break
             except NotReady as nr:
                 self._set_waiting(pod, nr)
-                self.sleep(1.0)
+                self.pause(1.0)
                 pod = self.pod() or pod
 
         # a run slot (the machine is small): stays ContainerCreating until one is free
@@ -477,7 +487,7 @@ class PodWorker:
             if sims & {"ErrImagePull", "ImagePullBackOff"} or self.k.interpreter_for(image) is None:
                 self.pull_failures += 1
                 full = normalize_image(image)
-                if self.pull_failures == 1:
+                if self.pull_failures % 4 == 1:  # ErrImagePull, then back-off, and again
                     msg = ann.get(SIM_MESSAGE) or (
                         f'failed to pull and unpack image "{full}": failed to resolve reference '
                         f'"{full}": {full}: not found'

@@ -535,6 +535,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def json_body(self, res: R.Resource | None = None) -> Any:
         raw = self.read_body()
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        if raw and "protobuf" in ctype:
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (this emulator does not speak "{ctype}")',
+            )
         try:
             return json.loads(raw or b"null")
         except ValueError as exc:
@@ -611,6 +618,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, VERSION)
         if parts[0] == "emulator":
             return self.admin(method, parts[1:])
+        if parts[0] == "openapi" and method == "GET":
+            return self.openapi(parts[1:])
         if parts[0] == "api":
             group, rest = "", parts[1:]
             if not rest:
@@ -741,6 +750,35 @@ class Handler(BaseHTTPRequestHandler):
             "groupVersion": f"{group}/{version}" if group else version,
             "resources": out,
         }
+
+    def openapi(self, parts: list[str]) -> None:
+        """Just enough OpenAPI v3 for kubectl to see that PATCH takes ``fieldValidation`` and so
+        leave validation to the server (no schemas: the emulator ignores unknown fields)."""
+        gvs = {"api/v1": ("", "v1"), "apis/batch/v1": ("batch", "v1")}
+        if parts == ["v3"]:
+            paths = {gv: {"serverRelativeURL": f"/openapi/v3/{gv}?hash=0"} for gv in gvs}
+            return self.send_json(200, {"paths": paths})
+        gv = "/".join(parts[1:])
+        if parts[:1] != ["v3"] or gv not in gvs:
+            raise self.nothing()
+        group, version = gvs[gv]
+        param = {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}
+        paths = {}
+        for r in R.RESOURCES:
+            if r.group != group:
+                continue
+            prefix = f"/{gv}/namespaces/{{namespace}}" if r.namespaced else f"/{gv}"
+            gvk = {"group": group, "version": version, "kind": r.kind}
+            op = {"x-kubernetes-group-version-kind": gvk, "parameters": [param], "responses": {}}
+            paths[f"{prefix}/{r.plural}/{{name}}"] = {"patch": op, "put": op}
+            paths[f"{prefix}/{r.plural}"] = {"post": op}
+        doc = {
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": VERSION["gitVersion"]},
+            "paths": paths,
+            "components": {"schemas": {}},
+        }
+        return self.send_json(200, doc)
 
     def admin(self, method: str, parts: list[str]) -> None:
         emu = self.emu
