@@ -9,6 +9,7 @@ plugin object for one test), ``clustrix_config`` (write a temporary config with 
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
@@ -19,7 +20,23 @@ import pytest
 
 from ..transport import CommandResult, LocalTransport
 
-__all__ = ["RecordingTransport", "assert_golden", "start_cluster", "write_config"]
+__all__ = [
+    "RecordingTransport",
+    "assert_golden",
+    "forget_cluster_facts",
+    "start_cluster",
+    "write_config",
+]
+
+
+def forget_cluster_facts() -> None:
+    """Forget the cluster facts this process cached (``Scheduler.cluster_fact``: MaxArraySize,
+    CPU counts, the remote Python), as a new process would: for a test that reconfigures its
+    test cluster and then expects a fresh executor to see the change."""
+    from .. import scheduler
+
+    with scheduler._facts_lock:
+        scheduler._facts.clear()
 
 
 def assert_golden(text: str, path: Path) -> None:
@@ -97,6 +114,19 @@ def _unavailable(message: str) -> None:
     pytest.skip(f"test cluster unavailable: {message}")
 
 
+_recordings = itertools.count()
+
+
+class _ClassOrInstanceMethod:
+    """A method that gets the instance when called on one, else the class."""
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+
+    def __get__(self, obj: Any, owner: type) -> Callable[..., Any]:
+        return self.func.__get__(owner if obj is None else obj, owner)
+
+
 class RecordingTransport(LocalTransport):
     """A local transport that records every command (``calls``) and can answer chosen commands
     from a table: ``answers[program] = (returncode, stdout, stderr)``, or a callable that takes the
@@ -109,6 +139,17 @@ class RecordingTransport(LocalTransport):
         super().__init__(profile=profile)
         self.calls: list[list[str]] = []
         self.answers: dict[str, Any] = dict(answers or {})
+        self.cluster = next(_recordings)
+        """Each recording is its own made-up cluster: facts a scheduler caches per cluster
+        (``cluster_fact``) are not carried over from another recording's scripted answers."""
+
+    @_ClassOrInstanceMethod
+    def connection_key(owner: Any, profile: Any) -> tuple[Any, ...]:  # noqa: N805
+        """On an instance, this recording's own cluster; on the class (``shared_transport``
+        when a test registers the class as a transport), one for all."""
+        if isinstance(owner, RecordingTransport):
+            return (owner.name, owner.cluster)
+        return (owner.name,)
 
     def run(
         self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None

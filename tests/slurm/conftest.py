@@ -85,7 +85,9 @@ def timeout_job(slurm_config: Path, tmp_path_factory: pytest.TempPathFactory) ->
             mp.setenv("CLUSTRIX_CONFIG", str(slurm_config))
             mp.setenv("CLUSTRIX_STATE_DIR", str(tmp_path_factory.mktemp("timeout-state")))
             reset_configuration()
-            ex = ClusterExecutor("slurm", time="1m", cleanup="never")
+            # lost_grace (the default, spelled out) gives the job a monitor of its own: tests
+            # that count the status queries of the "slurm" profile's monitor count only theirs
+            ex = ClusterExecutor("slurm", time="1m", cleanup="never", lost_grace=30)
             fut = ex.submit(_sleep_forever)
         _early["timeout"] = {"executor": ex, "future": fut, "submitted": time.monotonic()}
     return _early["timeout"]

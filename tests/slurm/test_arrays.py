@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from clustrix_core.executor import ClusterExecutor
+from clustrix_core.testing import forget_cluster_facts
 from clustrix_core.testing.conformance import wait_for
 
 from .conftest import TIMEOUT, squeue_state
@@ -105,7 +106,7 @@ def test_arrays_larger_than_max_array_size_are_split(
     assert [(s.first, s.count) for s in job.submissions] == [(0, 4), (4, 4), (8, 2)]
     assert len({s.native_id for s in job.submissions}) == 3
     for index, sub in enumerate(job.submissions):
-        script = Path(job.record.job_dir, f"job.{index}.sh").read_text()
+        script = Path(job.record.job_dir, f"job.{sub.first}.sh").read_text()
         assert f"#SBATCH --array=0-{sub.count - 1}\n" in script
         # SLURM's own output: %a is the task number only in the first array
         expected = "out.%a" if index == 0 else "slurm-%A_%a.out"
@@ -140,6 +141,7 @@ def test_real_max_array_size(use_config: Path) -> None:
 
     restart("5")
     try:
+        forget_cluster_facts()  # as a new process would: this one read MaxArraySize before
         ex = ClusterExecutor("slurm")
         try:
             assert ex.backend.scheduler.max_array_size() == 5
@@ -154,3 +156,4 @@ def test_real_max_array_size(use_config: Path) -> None:
             ex.shutdown(wait=False, cancel_futures=True)
     finally:
         restart(os.environ.get("CLUSTRIX_SLURM_MAX_ARRAY_SIZE", "10001"))
+        forget_cluster_facts()

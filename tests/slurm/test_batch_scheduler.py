@@ -38,7 +38,7 @@ class Toy(BatchScheduler):
     def status_argv(self, native_ids: Sequence[str]) -> list[str]:
         return ["toy-status", *native_ids]
 
-    def parse_status(self, result: CommandResult) -> list[QueueEntry]:
+    def parse_status(self, result: CommandResult, asked: Sequence[str]) -> list[QueueEntry]:
         rows = [line.split() for line in result.stdout.splitlines() if line.strip()]
         return [QueueEntry(job_id=r[0], task=None, state=r[1]) for r in rows]
 
@@ -52,7 +52,7 @@ def make(
     profile = build_profile("t", {"scheduler": "local"})
     sched = cls(profile=profile, transport=RecordingTransport(answers=answers))
     job = JobSpec(
-        job_id="j", name="n", job_dir=str(tmp_path), ntasks=ntasks, python="py", profile=profile
+        job_id="j", name="n", location=str(tmp_path), ntasks=ntasks, python="py", profile=profile
     )
     return sched, job
 
@@ -92,7 +92,7 @@ def test_jobs_that_left_the_queue_are_looked_up_together(tmp_path: Path) -> None
             return {s.native_id: JobStatus(state=JobState.COMPLETED) for s in submissions[:1]}
 
     sched, _ = make(Batched, {"toy-status": (0, "1 R\n", "")}, tmp_path, 1)
-    subs = [Submission(native_id=i, job_dir="/j") for i in ("1", "2", "3")]
+    subs = [Submission(native_id=i, location="/j") for i in ("1", "2", "3")]
     statuses = sched.statuses(subs)
     assert asked == [["2", "3"]]  # one lookup for both jobs squeue-equivalent no longer lists
     assert statuses["1"].state is JobState.RUNNING
@@ -108,7 +108,7 @@ def test_final_statuses_defaults_to_final_status_per_job(tmp_path: Path) -> None
             return JobStatus(state=JobState.FAILED) if submission.native_id == "7" else None
 
     sched, _ = make(PerJob, {}, tmp_path, 1)
-    subs = [Submission(native_id=i, job_dir="/j") for i in ("7", "8")]
+    subs = [Submission(native_id=i, location="/j") for i in ("7", "8")]
     assert sched.final_statuses(subs) == {"7": JobStatus(state=JobState.FAILED)}
 
 

@@ -52,7 +52,7 @@ def scheduler(
 
 
 def sub(native: str, count: int = 1, first: int = 0) -> Submission:
-    return Submission(native_id=native, job_dir="/j", first=first, count=count)
+    return Submission(native_id=native, location="/j", first=first, count=count)
 
 
 # ------------------------------------------------------------------ states
@@ -229,11 +229,59 @@ def test_one_squeue_answers_for_every_watched_job() -> None:
     assert all(not s.state.final for s in statuses.values())
 
 
-def test_finished_jobs_get_their_final_state_from_the_same_squeue() -> None:
-    sched, transport = scheduler({"squeue": captured("squeue_array_mixed_finished")})
+def test_finished_jobs_get_their_exit_status_from_one_accounting_query() -> None:
+    """squeue still lists the ended array but has no exit status: one sacct call adds it."""
+    sched, transport = scheduler(
+        {"squeue": captured("squeue_array_mixed_finished"), "sacct": captured("sacct_X_many")}
+    )
     status = sched.statuses([sub("66", count=4, first=10)])["66"]
-    assert len(transport.calls) == 1  # no accounting query: squeue still knew the job
+    assert [c[0] for c in transport.calls] == ["squeue", "sacct"]
+    assert "--jobs=66" in transport.calls[1]
+    assert status.state is JobState.FAILED and status.exit_code == 3
+    assert status.reason == "array task 66_1, exit code 3"
+    assert status.tasks == {
+        10: JobState.COMPLETED,
+        11: JobState.FAILED,
+        12: JobState.COMPLETED,
+        13: JobState.FAILED,
+    }
+    assert sched.statuses([sub("66", count=4, first=10)])["66"] == status
+    assert len(transport.calls) == 2  # the final state is remembered
+
+
+def test_the_accounting_adds_exit_statuses_and_keeps_squeues_reasons() -> None:
+    """sacct's Reason of a job killed at its time limit is "None": squeue's "TimeLimit" stays."""
+    sched, transport = scheduler(
+        {"squeue": captured("squeue_finished"), "sacct": captured("sacct_X_many")}
+    )
+    out = sched.statuses([sub("63"), sub("67"), sub("68")])
+    assert [c[0] for c in transport.calls] == ["squeue", "sacct"]
+    assert "--jobs=63,67,68" in transport.calls[1]
+    assert (out["63"].state, out["63"].reason, out["63"].exit_code) == (
+        JobState.TIMEOUT,
+        "TimeLimit",
+        0,
+    )
+    assert (out["67"].state, out["67"].reason, out["67"].exit_code) == (
+        JobState.FAILED,
+        "exit code 3",
+        3,
+    )
+    assert (out["68"].state, out["68"].reason) == (JobState.FAILED, "killed by signal 9")
+
+
+def test_finished_jobs_keep_squeues_state_where_nothing_knows_more() -> None:
+    sched, transport = scheduler(
+        {
+            "squeue": captured("squeue_array_mixed_finished"),
+            "scontrol": captured("scontrol_show_job_oneline_unknown"),
+        },
+        sacct=False,
+    )
+    status = sched.statuses([sub("66", count=4, first=10)])["66"]
+    assert [c[0] for c in transport.calls] == ["squeue", "scontrol"]
     assert status.state is JobState.FAILED and status.reason == "NonZeroExitCode"
+    assert status.exit_code is None
     assert status.tasks == {
         10: JobState.COMPLETED,
         11: JobState.FAILED,
@@ -245,7 +293,7 @@ def test_finished_jobs_get_their_final_state_from_the_same_squeue() -> None:
 def test_squeue_of_one_unknown_id_is_an_empty_listing() -> None:
     sched, _ = scheduler()
     assert EXIT_CODES["squeue_unknown"] == 1
-    assert sched.parse_status(result("squeue_unknown")) == []
+    assert sched.parse_status(result("squeue_unknown"), ["70"]) == []
 
 
 def test_other_squeue_failures_raise_so_the_executor_retries() -> None:
@@ -257,7 +305,7 @@ def test_other_squeue_failures_raise_so_the_executor_retries() -> None:
         stderr="slurm_load_jobs error: Unable to contact slurm controller (connect failure)",
     )
     with pytest.raises(CommandError, match="Unable to contact"):
-        sched.parse_status(failed)
+        sched.parse_status(failed, ["70"])
 
 
 # ------------------------------------------------------------------ sacct

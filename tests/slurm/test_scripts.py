@@ -70,7 +70,7 @@ def render(values: dict[str, Any], args: dict[str, Any], job_dir: str) -> str:
     job = JobSpec(
         job_id="20260101-120000-0a1b2c3d",
         name="clustrix-fit",
-        job_dir=job_dir,
+        location=job_dir,
         ntasks=ntasks,
         python="/usr/bin/python3",
         profile=sched.profile,
@@ -83,6 +83,35 @@ def render(values: dict[str, Any], args: dict[str, Any], job_dir: str) -> str:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_script_matches_golden_file(name: str) -> None:
     assert_golden(render(*CASES[name]), GOLDEN / f"{name}.sh")
+
+
+def test_environment_modules_and_setup_are_in_env_sh(tmp_path: Any) -> None:
+    """The script sources env.sh (0600) of the job directory; env.sh holds the values."""
+    script = render(*CASES["full_single"])
+    assert f". {JOB_DIR}/env.sh || exit 96\n" in script
+    for value in ("OMP_NUM_THREADS", "GREETING", "module load", "ulimit", "activate"):
+        assert value not in script
+    sched, transport, job = submitting(tmp_path, "3", FULL)
+    sched.submit(job)
+    env = tmp_path / "env.sh"
+    assert env.stat().st_mode & 0o777 == 0o600
+    assert env.read_text().splitlines()[1:] == [
+        "export OMP_NUM_THREADS=4",
+        "export GREETING='it'\"'\"'s a '\"'\"'test'\"'\"' $HOME'",
+        "module load gcc/12.2",
+        "module load cuda/12",
+        "source ~/venvs/fit/bin/activate",
+        "ulimit -c 0",
+    ]
+    import subprocess
+
+    proc = subprocess.run(
+        ["bash", "-c", f'. {env} && printf %s "$GREETING"'],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert proc.stdout == "it's a 'test' $HOME"
 
 
 def test_scripts_are_valid_bash(tmp_path: Any) -> None:
@@ -125,7 +154,7 @@ def test_resources_are_converted() -> None:
 def test_submit_argv() -> None:
     sched = make({})
     job = JobSpec(
-        job_id="x", name="n", job_dir=JOB_DIR, ntasks=1, python="p", profile=sched.profile
+        job_id="x", name="n", location=JOB_DIR, ntasks=1, python="p", profile=sched.profile
     )
     assert sched.submit_argv(f"{JOB_DIR}/job.0.sh", job, first=0, count=1, array=False) == [
         "sbatch",
@@ -160,18 +189,18 @@ def test_quote_in_the_job_dir_is_refused() -> None:
 
 
 def submitting(
-    tmp_path: Any, max_array_size: str
+    tmp_path: Any, max_array_size: str, values: dict[str, Any] | None = None
 ) -> tuple[SlurmScheduler, RecordingTransport, JobSpec]:
     ids = iter(range(500, 600))
     answers = {
         "scontrol": (0, f"MaxArraySize            = {max_array_size}\n", ""),
         "sbatch": lambda argv: (0, f"{next(ids)}\n", ""),
     }
-    profile = build_profile("t", {"scheduler": "slurm"}, plugin_options={})
+    profile = build_profile("t", {"scheduler": "slurm", **(values or {})}, plugin_options={})
     transport = RecordingTransport(answers=answers)
     sched = SlurmScheduler(profile=profile, transport=transport)
     job = JobSpec(
-        job_id="j", name="n", job_dir=str(tmp_path), ntasks=7, python="python3", profile=profile
+        job_id="j", name="n", location=str(tmp_path), ntasks=7, python="python3", profile=profile
     )
     return sched, transport, job
 
@@ -185,7 +214,7 @@ def test_submit_splits_at_max_array_size(tmp_path: Any) -> None:
         ("502", 6, 1),
     ]
     assert [c[:2] for c in transport.commands("sbatch")] == [["sbatch", "--parsable"]] * 3
-    scripts = [(tmp_path / f"job.{i}.sh").read_text() for i in range(3)]
+    scripts = [(tmp_path / f"job.{first}.sh").read_text() for first in (0, 3, 6)]
     assert ["#SBATCH --array=0-2\n" in scripts[0], "#SBATCH --array=0-2\n" in scripts[1]] == [
         True,
         True,
@@ -214,7 +243,7 @@ def test_slurm_bin_prefixes_every_command(tmp_path: Any) -> None:
     sched = SlurmScheduler(profile=profile, transport=RecordingTransport())
     sched.validate(profile)
     job = JobSpec(
-        job_id="j", name="n", job_dir=str(tmp_path), ntasks=1, python="p", profile=profile
+        job_id="j", name="n", location=str(tmp_path), ntasks=1, python="p", profile=profile
     )
     argvs = [
         sched.submit_argv("s.sh", job, first=0, count=1, array=False),

@@ -111,9 +111,10 @@ def command_log(
     log: list[tuple[int, str]] = []
     transport = executor.backend.transport
     original = transport.run
+    start = executor.polls  # the shared monitor may be amid a poll of earlier jobs: skip that
 
     def run(argv: Any, **kwargs: Any) -> Any:
-        if threading.current_thread() is executor._monitor:
+        if threading.current_thread() is executor.monitor.thread and executor.polls > start:
             log.append((executor.polls, argv[0]))
         return original(argv, **kwargs)
 
@@ -134,8 +135,13 @@ def test_one_squeue_per_poll_however_many_jobs_are_watched(
     assert per_poll and set(per_poll.values()) == {1}, per_poll
     busy = [poll for poll, count in per_poll.items()]
     assert len(busy) >= 3
-    # every final state came from that same squeue (--states=all): no accounting lookups
-    assert {program for _, program in command_log} <= {"squeue"}, Counter(p for _, p in command_log)
+    # squeue (--states=all) shows how jobs ended but not their exit status: the jobs that ended
+    # since the last poll are looked up in the accounting together, one sacct in that poll
+    programs = Counter(p for _, p in command_log)
+    assert set(programs) <= {"squeue", "sacct"}, programs
+    lookups = Counter(poll for poll, program in command_log if program == "sacct")
+    assert set(lookups.values()) <= {1}, lookups
+    assert set(lookups) <= set(per_poll)
 
 
 # ------------------------------------------------------------------ jobs squeue no longer lists
@@ -246,12 +252,14 @@ def test_executor_uses_the_lookup_for_jobs_squeue_forgot(
     """As if slurmctld had purged finished jobs (MinJobAge): squeue lists only live ones, and
     the executor learns how the others ended from sacct, or scontrol with ``sacct = false``."""
     ex = make_executor("slurm", sacct=sacct, cleanup="never")
-    sched = ex.backend.scheduler
+    sched = ex.monitor.scheduler  # the scheduler that watches the profile's jobs
     original_parse = sched.parse_status
     monkeypatch.setattr(
         sched,
         "parse_status",
-        lambda result: [e for e in original_parse(result) if not sched.map_state(e.state).final],
+        lambda result, asked: [
+            e for e in original_parse(result, asked) if not sched.map_state(e.state).final
+        ],
     )
     looked_up: list[str] = []
     original_final = sched.final_statuses
@@ -291,8 +299,10 @@ def test_a_job_that_neither_squeue_nor_accounting_knows_is_lost(
     record = fut.job.record
     Path(record.job_dir, "result.0").unlink()
     record.submissions = [{"native_id": "60000000", "first": 0, "count": 1}]
+    # as a process that died before it saw the job end would have left the record
+    record.state, record.finished_at = "SUBMITTED", None
     status = executor.backend.scheduler.statuses(
-        [Submission(native_id="60000000", job_dir=record.job_dir)]
+        [Submission(native_id="60000000", location=record.job_dir)]
     )
     assert status["60000000"].state is JobState.LOST
     handle = JobHandle(record)
@@ -322,19 +332,29 @@ def test_retries_resubmit_after_a_node_failure(
     """The first attempt is killed for real (scancel) and its state reported as NODE_FAIL (a node
     cannot be failed on a shared one-node test cluster); ``retries = 1`` resubmits the job."""
     ex = make_executor("slurm", retries=1, cleanup="never")
-    sched = ex.backend.scheduler
+    sched = ex.monitor.scheduler  # the scheduler that watches the profile's jobs
     failed: set[str] = set()
     original_parse = sched.parse_status
+    original_finals = sched.final_statuses
 
-    def parse_status(result: Any) -> Any:
+    def parse_status(result: Any, asked: Any) -> Any:
         return [
             QueueEntry(job_id=e.job_id, task=e.task, state="NODE_FAIL", reason="NodeDown")
             if e.job_id in failed and sched.map_state(e.state).final
             else e
-            for e in original_parse(result)
+            for e in original_parse(result, asked)
         ]
 
+    def final_statuses(subs: Any) -> Any:  # the accounting's view of the killed one, too
+        return {
+            native: JobStatus(state=JobState.NODE_FAIL, reason="NodeDown")
+            if native in failed and status.state.final
+            else status
+            for native, status in original_finals(subs).items()
+        }
+
     monkeypatch.setattr(sched, "parse_status", parse_status)
+    monkeypatch.setattr(sched, "final_statuses", final_statuses)
     fut = ex.submit(second_attempt)
     wait_for(lambda: running(fut) and Path(fut.job.record.job_dir, "attempt.1").exists())
     first = fut.native_id

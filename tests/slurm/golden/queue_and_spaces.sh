@@ -12,4 +12,9 @@
 TASK="${SLURM_ARRAY_TASK_ID}"
 exec >>'/home/bob smith/clustrix jobs/clustrix-f-1-2-3'/out."$TASK" 2>>'/home/bob smith/clustrix jobs/clustrix-f-1-2-3'/err."$TASK"
 cd '/home/bob smith/clustrix jobs/clustrix-f-1-2-3' || exit 97
-exec /usr/bin/python3 '/home/bob smith/clustrix jobs/clustrix-f-1-2-3/runner.py' '/home/bob smith/clustrix jobs/clustrix-f-1-2-3' "$TASK"
+case "$(ls -ld .)" in d????w*|d???????w*) private=no;; *) private=yes;; esac
+if [ ! -O . ] || [ "$private" = no ]; then
+  echo "clustrix: refusing to run: the job directory $PWD is not this user's private directory (replaced since it was staged?)" >&2; exit 95
+fi
+. ./env.sh || exit 96
+exec /usr/bin/python3 ./runner.py . "$TASK"
