@@ -234,8 +234,12 @@ def test_one_qstat_per_poll_however_many_jobs_are_watched(
     for fut in futures:
         fut.result(timeout=TIMEOUT)
     programs = Counter(os.path.basename(argv[0]) for _, argv in command_log)
-    assert set(programs) == {"qstat"}, programs  # no accounting or other lookups
-    per_poll = Counter(poll for poll, _ in command_log)
+    if ex.profile.scheduler == "torque":  # the wrappers' C: sacct, only in polls where jobs ended
+        assert set(programs) == {"qstat", "sacct"}, programs
+        assert programs["sacct"] <= 8
+    else:
+        assert set(programs) == {"qstat"}, programs  # no accounting or other lookups
+    per_poll = Counter(poll for poll, argv in command_log if argv[0].endswith("qstat"))
     assert per_poll and set(per_poll.values()) == {1}, per_poll
     assert len(per_poll) >= 3
     # several ids in one query (text qstat -f: OpenPBS's -F json lists only the first id)
@@ -297,17 +301,31 @@ def test_an_unknown_job_is_lost(make_executor: Callable[..., ClusterExecutor]) -
 # ------------------------------------------------------------------ torque wrappers
 
 
-def test_torque_wrappers_completed_without_a_result_is_a_clear_failure(
+def test_torque_wrappers_c_is_completed_from_sacct(
     make_executor: Callable[..., ClusterExecutor],
 ) -> None:
-    """The wrappers' ``qstat -f`` says ``C`` and no exit status for a job that exited 3 without a
-    result: the job fails with an error that says so (not a hang, not a value)."""
+    """The wrappers' ``qstat -f`` says ``C`` and no exit status for a job that exited 3: SLURM's
+    accounting (one ``sacct`` in the poll where it ended) says FAILED, exit status 3."""
     ex = make_executor("torque")
     fut = ex.submit(exit_with, 3)
     with pytest.raises(JobFailedError) as info:
         fut.result(timeout=TIMEOUT)
     err = info.value
-    text = str(err)
+    assert err.state == "FAILED", err
+    assert "exit status 3" in str(err) and "SLURM: FAILED" in str(err)
+    assert err.native_id and err.native_id.isdigit()
+
+
+def test_torque_wrappers_completed_without_a_result_is_a_clear_failure(
+    make_executor: Callable[..., ClusterExecutor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without SLURM accounting (``sacct`` answers nothing) the wrappers' ``C`` is all there is:
+    a job that left no result fails with an error that says so (not a hang, not a value)."""
+    ex = make_executor("torque")
+    monkeypatch.setattr(ex.monitor.scheduler, "slurm_endings", lambda ids: {})
+    fut = ex.submit(exit_with, 3)
+    with pytest.raises(JobFailedError) as info:
+        fut.result(timeout=TIMEOUT)
+    text = str(info.value)
     assert "without a result" in text, text
     assert "wrappers report no exit status" in text, text
-    assert err.native_id and err.native_id.isdigit()
