@@ -494,8 +494,11 @@ class Controllers:
             if "FailureTarget" not in target:
                 set_condition(status, "FailureTarget", True, fail_reason, fail_msg)
                 self.events.record(job, "Warning", fail_reason, fail_msg or "", "job-controller")
-            for p in active:
+            for p in active:  # killed by the controller: they count as failed
                 delete_object(self, "pods", ns, p["metadata"]["name"], {})
+                if p["metadata"]["uid"] not in counted:
+                    counted[p["metadata"]["uid"]] = "F"
+                    failed += 1
             still = [p for p in pods if not terminal(p)]
             if not still:
                 set_condition(status, "Failed", True, fail_reason, fail_msg)

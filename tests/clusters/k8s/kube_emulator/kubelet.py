@@ -831,7 +831,7 @@ class PodWorker:
                     self._finish_pod("Failed")
                     return
                 restart += 1
-                self.sleep(backoff)
+                self.pause(backoff)
         if init:
             self.update(lambda p: set_condition(p["status"], "Initialized", True))
         # main containers, together
@@ -869,7 +869,7 @@ class PodWorker:
                 last[name] = {"terminated": term}
                 restarts[name] += 1
                 self._publish_crash(r, term)
-                self.sleep(min(backoff * (2 ** (restarts[name] - 1)), 300.0))
+                self.pause(min(backoff * (2 ** (restarts[name] - 1)), 300.0))
                 if self.deleting():
                     self._finish_deletion(grace_default)
                     return
