@@ -142,13 +142,20 @@ def env_script(job: JobSpec) -> str:
 
 def task_body(job: JobSpec, task_var: str = "TASK") -> str:
     """The shell lines every file-store backend runs for one task: enter the job directory,
-    source its environment file, run the runner."""
+    check that it is still this user's private directory (someone who could rename a parent
+    might have swapped it since it was staged), then, by relative paths only, source its
+    environment file and run the runner."""
     q = shlex.quote
     d = q(job.job_dir)
     return (
         f"cd {d} || exit 97\n"
-        f". {q(job.job_dir + '/env.sh')} || exit 96\n"
-        f'exec {q(job.python)} {q(job.job_dir + "/runner.py")} {d} "${task_var}"\n'
+        'case "$(ls -ld .)" in d????w*|d???????w*) private=no;; *) private=yes;; esac\n'
+        'if [ ! -O . ] || [ "$private" = no ]; then\n'
+        "  echo \"clustrix: refusing to run: the job directory $PWD is not this user's private"
+        ' directory (replaced since it was staged?)" >&2; exit 95\n'
+        "fi\n"
+        ". ./env.sh || exit 96\n"
+        f'exec {q(job.python)} ./runner.py . "${task_var}"\n'
     )
 
 
@@ -561,7 +568,9 @@ class BatchScheduler(Scheduler):
             status = summary[sub.native_id]
             known = finals.get(sub.native_id)
             if status is not None and status.state.final and known and known.state.final:
-                status = known  # the accounting's own view of the end, exit status included
+                # the accounting's own view of the end, exit status included; the queue's reason
+                # where the accounting gives none (sacct: "None" where squeue said "TimeLimit")
+                status = attrs.evolve(known, reason=known.reason or status.reason)
             if status is not None and status.state is JobState.ERROR:
                 reason = (
                     self.error_reason(sub)

@@ -142,3 +142,37 @@ def test_work_dir_characters_batch_systems_interpret_are_refused(
     monkeypatch.setenv("CLUSTRIX_CONFIG", str(cluster_config(profile)))
     with pytest.raises(ConfigError, match="work_dir"):
         ClusterExecutor(profile, work_dir=bad)
+
+
+@pytest.mark.parametrize("how", ["foreign owner", "group-writable"])
+def test_a_task_refuses_a_job_directory_swapped_after_staging(
+    how: str, tmp_path: Path, users: dict[str, int]
+) -> None:
+    """Item 1 (the rename race in a group project directory): whatever sits at the job
+    directory's path when the task starts must be the user's own private directory, else the
+    task stops before sourcing env.sh or running runner.py."""
+    from clustrix_core.config import build_profile
+    from clustrix_core.scheduler import JobSpec, task_body
+
+    job_dir = tmp_path / "job"
+    job_dir.mkdir(mode=0o700)
+    marker = tmp_path / "ran"
+    (job_dir / "env.sh").write_text(f"touch {marker}\n")
+    (job_dir / "runner.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    if how == "foreign owner":
+        os.chown(job_dir, users[MALLORY], -1)
+    else:
+        job_dir.chmod(0o770)
+    spec = JobSpec(
+        job_id="j",
+        name="n",
+        location=str(job_dir),
+        ntasks=1,
+        python="python3",
+        profile=build_profile("p", {}),
+    )
+    proc = subprocess.run(
+        ["sh", "-c", "TASK=0\n" + task_body(spec)], capture_output=True, text=True
+    )
+    assert proc.returncode == 95, proc
+    assert "refusing to run" in proc.stderr and not marker.exists()

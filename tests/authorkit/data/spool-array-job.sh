@@ -10,5 +10,9 @@
 TASK=$(( ${SPOOL_ARRAY_TASK_ID} + 4 ))
 exec >>/scratch/jobs/clustrix-fit-1/out."$TASK" 2>>/scratch/jobs/clustrix-fit-1/err."$TASK"
 cd /scratch/jobs/clustrix-fit-1 || exit 97
-. /scratch/jobs/clustrix-fit-1/env.sh || exit 96
-exec /usr/bin/python3 /scratch/jobs/clustrix-fit-1/runner.py /scratch/jobs/clustrix-fit-1 "$TASK"
+case "$(ls -ld .)" in d????w*|d???????w*) private=no;; *) private=yes;; esac
+if [ ! -O . ] || [ "$private" = no ]; then
+  echo "clustrix: refusing to run: the job directory $PWD is not this user's private directory (replaced since it was staged?)" >&2; exit 95
+fi
+. ./env.sh || exit 96
+exec /usr/bin/python3 ./runner.py . "$TASK"
