@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from clustrix_core.executor import ClusterExecutor
+from clustrix_core.scheduler import JobState
 from tests.k8s.conftest import TIMEOUT
 
 pytestmark = pytest.mark.usefixtures("use_k8s")
@@ -138,6 +139,13 @@ def test_cancel_deletes_the_job(
         ),
         what=f"Job {name} to be deleted",
     )
+    # another process knows it was cancelled from the mark on the job's Secret
+    from clustrix_k8s import scheduler as k8s_scheduler
+
+    k8s_scheduler._cancelled.discard((ex.backend.scheduler.namespace, name))
+    other = k8s_scheduler.K8sScheduler(profile=ex.profile, transport=ex.backend.transport)
+    [status] = other.statuses(fut.job.submissions).values()
+    assert status.state is JobState.CANCELLED, status
 
 
 def test_plugin_listing_does_not_import_kubernetes(use_k8s: Path) -> None:

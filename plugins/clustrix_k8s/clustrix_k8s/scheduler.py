@@ -45,6 +45,10 @@ DEFAULT_IMAGE = "python:3.11-slim"
 SECRET_BYTES = 1024 * 1024
 """The API server's limit on a Secret's data (``MaxSecretSize``)."""
 MAX_TASK_BYTES = SECRET_BYTES - 8 * 1024
+CANCELLED = "cancelled.clustrix.io/"
+"""Annotation prefix on a job's Secret naming each Job clustrix cancelled (another process, or
+another scheduler object, still answers CANCELLED once the Job is gone)."""
+_cancelled: set[tuple[str, str]] = set()
 _DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 
@@ -105,9 +109,10 @@ class _Api:
             conf = client.Configuration()
             config.load_incluster_config(client_configuration=conf)
             api = client.ApiClient(conf)
-        self.client = api
-        self.core = client.CoreV1Api(api)
-        self.batch = client.BatchV1Api(api)
+        # Any: manifests are plain dicts, and raw responses (_preload_content=False) are read
+        self.client: Any = api
+        self.core: Any = client.CoreV1Api(api)
+        self.batch: Any = client.BatchV1Api(api)
         from kubernetes.client.exceptions import ApiException
 
         self.ApiException = ApiException
@@ -292,7 +297,6 @@ class K8sScheduler(Scheduler):
         self._api: _Api | None = None
         self._api_lock = threading.Lock()
         self._finals: dict[str, JobStatus] = {}
-        self._cancelled: set[str] = set()
 
     # ---- options
     @property
@@ -604,9 +608,9 @@ class K8sScheduler(Scheduler):
         return out
 
     def _status_of(self, sub: Submission, job: dict[str, Any] | None) -> JobStatus:
-        cancelled = sub.native_id in self._cancelled
+        cancelled = (self.namespace, sub.native_id) in _cancelled
         if job is None:
-            if cancelled:
+            if cancelled or self._marked_cancelled(sub):
                 return JobStatus(state=JobState.CANCELLED, reason="cancelled (the Job was deleted)")
             return JobStatus(state=JobState.LOST, reason="the Job no longer exists (deleted?)")
         status = job.get("status") or {}
@@ -665,9 +669,32 @@ class K8sScheduler(Scheduler):
             if _status_code(exc) != 404:
                 raise TransportError(f"k8s: deleting Job {name} failed: {_api_error(exc)}") from exc
 
+    def _marked_cancelled(self, sub: Submission) -> bool:
+        """Whether the job's Secret says clustrix cancelled this Job (for a Job that is gone)."""
+        api = self.api
+        try:
+            secret = api.raw(
+                api.core.read_namespaced_secret(
+                    sub.location, self.namespace, _preload_content=False
+                )
+            )
+        except api.ApiException:
+            return False
+        annotations = secret["metadata"].get("annotations") or {}
+        return CANCELLED + sub.native_id in annotations
+
     def cancel(self, submissions: Sequence[Submission]) -> None:
+        api = self.api
         for sub in submissions:
-            self._cancelled.add(sub.native_id)
+            _cancelled.add((self.namespace, sub.native_id))
+            try:
+                api.core.patch_namespaced_secret(
+                    sub.location,
+                    self.namespace,
+                    {"metadata": {"annotations": {CANCELLED + sub.native_id: "true"}}},
+                )
+            except api.ApiException:
+                pass  # the Secret is gone (cleaned up): nothing to mark
             self.delete_job(sub.native_id)
 
 
