@@ -217,3 +217,14 @@ def test_cross_version_image_map(core: Any, batch: Any, ns: str, emulator: Emula
     (pod,) = core.list_namespaced_pod(namespace=ns, label_selector="job-name=py36").items
     assert core.read_namespaced_pod_log(name=pod.metadata.name, namespace=ns) == "(3, 6)\n"
     assert pod.status.container_statuses[0].image == "docker.io/library/python:3.6-slim"
+
+
+def test_missing_executable_is_a_start_error(core: Any, batch: Any, ns: str) -> None:
+    batch.create_namespaced_job(
+        namespace=ns, body=job_body("noexe", ["no-such-program-here"], backoffLimit=0)
+    )
+    assert conditions(finished(batch, ns, "noexe"))["Failed"].reason == "BackoffLimitExceeded"
+    (pod,) = core.list_namespaced_pod(namespace=ns, label_selector="job-name=noexe").items
+    term = pod.status.container_statuses[0].state.terminated
+    assert (term.reason, term.exit_code) == ("StartError", 128)
+    assert 'exec: "no-such-program-here": executable file not found in $PATH' in term.message

@@ -54,6 +54,7 @@ class Prepared:
     cwd: str
     memory_limit: int | None
     image: str
+    start_error: str | None = None  # the runtime could not start it (exit 128, StartError)
 
 
 @dataclass
@@ -700,10 +701,15 @@ class PodWorker:
         if not argv:
             raise NotReady("CreateContainerError", "no command specified")
         argv = [rewrite(a) for a in argv]
+        start_error = None
         if interp and PYTHON_NAME.fullmatch(os.path.basename(argv[0])):
             argv[0] = interp
         elif "/" not in argv[0] and shutil.which(argv[0], path=env["PATH"]) is None:
-            raise _StartError(f'exec: "{argv[0]}": executable file not found in $PATH')
+            start_error = (
+                "failed to create containerd task: failed to create shim task: OCI runtime create "
+                "failed: runc create failed: unable to start container process: exec: "
+                f'"{argv[0]}": executable file not found in $PATH: unknown'
+            )
         cwd = self.rootfs + wd if wd else self.rootfs
         lim = ((c.get("resources") or {}).get("limits") or {}).get("memory")
         return Prepared(
@@ -713,6 +719,7 @@ class PodWorker:
             cwd=cwd,
             memory_limit=int(parse_quantity(lim)) if lim is not None else None,
             image=image,
+            start_error=start_error,
         )
 
     # -- running ---------------------------------------------------------------------------------
@@ -730,7 +737,7 @@ class PodWorker:
             wrapper = ["/bin/sh", "-c", f'ulimit -v {kib} && exec "$@"', "sh"]
         with open(os.path.join(logdir, f"{restart}.log"), "ab") as logf:
             proc = subprocess.Popen(
-                wrapper + p.argv,
+                wrapper + p.argv if p.start_error is None else ["/bin/sh", "-c", "exit 128"],
                 stdin=subprocess.DEVNULL,
                 stdout=logf,
                 stderr=subprocess.STDOUT,
@@ -771,6 +778,8 @@ class PodWorker:
         code = _exit_code(rc)
         oom = r.oom_flag[0] or self.k.memory.oom_killed(r.cgroup)
         reason = "OOMKilled" if oom else ("Completed" if code == 0 else "Error")
+        if r.prepared.start_error is not None:
+            reason = "StartError"
         if killed_reason:
             reason = killed_reason if not oom else reason
         try:
@@ -778,13 +787,16 @@ class PodWorker:
         except OSError:
             pass
         self.k.memory.kill_all(r.cgroup)
-        return {
+        out = {
             "exitCode": code,
             "reason": reason,
             "startedAt": r.started,
             "finishedAt": now_rfc3339(),
             "containerID": r.container_id,
         }
+        if r.prepared.start_error is not None:
+            out["message"] = r.prepared.start_error
+        return out
 
     def _cstatus(self, r: Running, state: Obj, *, ready: bool, last: Obj | None = None) -> Obj:
         image = r.prepared.image
@@ -1065,11 +1077,6 @@ class PodWorker:
             cur = self.store.peek("pods", self.ns, self.name)
             if cur is not None and cur["metadata"]["uid"] == self.uid:
                 self.store.remove("pods", self.ns, self.name)
-
-
-class _StartError(NotReady):
-    def __init__(self, message: str) -> None:
-        super().__init__("CreateContainerError", message)
 
 
 def _atomic_writer(d: str, files: list[tuple[str, bytes, int]]) -> None:

@@ -1185,10 +1185,17 @@ class Handler(BaseHTTPRequestHandler):
         self.start_chunked("application/json")
         self.close_connection = True
 
+        table = self.wants_table()
+        first = [True]
+
         def send(etype: str, obj: Obj) -> None:
-            self.chunk(
-                json.dumps({"type": etype, "object": obj}, separators=(",", ":")).encode() + b"\n"
-            )
+            if table and etype in ("ADDED", "MODIFIED", "DELETED"):  # kubectl get -w
+                obj = make_table(res, [obj], obj["metadata"].get("resourceVersion", ""))
+                if not first[0]:
+                    obj["columnDefinitions"] = []
+                first[0] = False
+            line = json.dumps({"type": etype, "object": obj}, separators=(",", ":"))
+            self.chunk(line.encode() + b"\n")
 
         try:
             if rv_param in (None, "", "0"):
