@@ -131,6 +131,7 @@ class Memory:
                     log.info("no %s memory cgroup at %s: %s", mode, root, exc)
                     continue
                 self.mode, self.root = mode, root
+                _remove_stale(parent)
                 break
         log.info("memory limits enforced by: %s", self.mode)
 
@@ -194,6 +195,25 @@ class Memory:
                 os.rmdir(self.root)
             except OSError:
                 pass
+
+
+def _remove_stale(parent: str) -> None:
+    """Drop the empty cgroups of emulators that died without cleaning up (SIGKILL)."""
+    for name in os.listdir(parent):
+        m = re.fullmatch(r"kube-emulator-(\d+)", name)
+        if not m or os.path.exists(f"/proc/{m.group(1)}"):
+            continue
+        full = os.path.join(parent, name)
+        for sub in os.listdir(full):
+            if os.path.isdir(os.path.join(full, sub)):
+                try:
+                    os.rmdir(os.path.join(full, sub))
+                except OSError:
+                    pass
+        try:
+            os.rmdir(full)
+        except OSError:
+            pass
 
 
 def _read(path: str) -> str:
