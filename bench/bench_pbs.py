@@ -98,7 +98,8 @@ def states(ids: list[str]) -> list[str]:
             jobs = json.loads(text).get("Jobs", {})
         except ValueError:
             jobs = {}
-        out.append(next(iter(jobs.values()), {}).get("job_state", "?"))
+        record: dict[str, Any] = next(iter(jobs.values()), {})
+        out.append(str(record.get("job_state", "?")))
     return out
 
 
@@ -133,6 +134,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["CLUSTRIX_CONFIG"] = cluster_config("pbs")
     from clustrix_core.executor import ClusterExecutor
+    from clustrix_core.scheduler import BatchScheduler
 
     busy = others_jobs()
     if busy:
@@ -148,6 +150,7 @@ def main() -> None:
 
     ex = ClusterExecutor("pbs")
     sched = ex.backend.scheduler
+    assert isinstance(sched, BatchScheduler)
     print(
         f"parallelism {sched.parallelism()}, max_array_size {sched.max_array_size()}",
         file=sys.stderr,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clustrix_pbs.scheduler import PbsScheduler
 
 from clustrix_core.errors import JobFailedError
 from clustrix_core.executor import ClusterExecutor
@@ -77,7 +78,7 @@ def test_walltime_overrun_is_timeout_with_pbs_own_message(
     assert "TIMEOUT" in str(err) and "walltime" in str(err)
     assert "=>> PBS: job killed: walltime" in err.stderr_tail, err.stderr_tail
     assert "exceeded limit 5" in err.stderr_tail
-    record = final_record(fut.native_id)
+    record = final_record(str(fut.native_id))
     assert record["Exit_status"] == -29
     script = Path(fut.job.record.job_dir, "job.0.sh").read_text() if pbs_profile == "pbs" else ""
     if script:
@@ -117,7 +118,7 @@ def test_qdel_from_outside_gives_cancelled(
     ex = make_executor(pbs_profile)
     fut = ex.submit(nap, 600)
     wait_for(lambda: running(fut))
-    subprocess.run([f"{PBS_BIN}/qdel", fut.native_id], check=True)
+    subprocess.run([f"{PBS_BIN}/qdel", str(fut.native_id)], check=True)
     with pytest.raises(JobFailedError) as info:
         fut.result(timeout=TIMEOUT)
     assert info.value.state == "CANCELLED", info.value
@@ -154,6 +155,7 @@ def test_chunked_arrays_keep_order_and_a_failing_item_its_exception(
     one job per task."""
     ex = make_executor(profile)
     sched = ex.backend.scheduler
+    assert isinstance(sched, PbsScheduler)
     if profile != "torque":
         assert sched.max_array_size() == 10000  # the server's own, from qstat -Bf
         monkeypatch.setattr(sched, "max_array_size", lambda: 4)
@@ -280,7 +282,7 @@ def test_without_job_history_a_vanished_job_is_lost_with_the_reason(
         assert fine.result(timeout=TIMEOUT) == 0.1
         with pytest.raises(JobFailedError) as info:
             dies.result(timeout=TIMEOUT)
-        assert qstat_job(dies.native_id) == {}  # really gone
+        assert qstat_job(str(dies.native_id)) == {}  # really gone
     finally:
         qmgr_history(True)
     assert history_enabled()
