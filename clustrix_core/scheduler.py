@@ -561,8 +561,9 @@ class BatchScheduler(Scheduler):
         look_up = [
             sub
             for sub in ask
-            if (st := summary[sub.native_id]) is None or (st.state.final and st.exit_code is None)
-        ]
+            if (st := summary[sub.native_id]) is None
+            or (st.state.final and st.state is not JobState.ERROR and st.exit_code is None)
+        ]  # an ERROR (SGE Eqw) is the scheduler's own final word: its reason, then deleted
         finals = self.final_statuses(look_up) if look_up else {}
         for sub in ask:
             status = summary[sub.native_id]
@@ -588,7 +589,11 @@ class BatchScheduler(Scheduler):
             if status is None:
                 status = JobStatus(state=JobState.LOST, reason=self.lost_reason(sub))
             if status.state.final and status.state is not JobState.LOST:
-                if status.exit_code is not None or not listed[sub.native_id]:
+                if (
+                    status.exit_code is not None
+                    or not listed[sub.native_id]
+                    or status.state is JobState.ERROR  # deleted above: never ask (or qdel) again
+                ):
                     self._finals[sub.native_id] = status  # else: ask the accounting next time
             out[sub.native_id] = status
         return out

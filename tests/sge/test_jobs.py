@@ -56,9 +56,12 @@ def test_map_without_chunksize_is_sized_by_the_queue_slots(make_executor: Make) 
     assert make_executor("sge", cores=3).backend.scheduler.parallelism() == 2
 
 
-def test_map_split_over_several_arrays_keeps_order(make_executor: Make) -> None:
+def test_map_split_over_several_arrays_keeps_order(
+    make_executor: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ex = make_executor("sge")
-    ex.backend.scheduler._max_array = 4  # type: ignore[attr-defined]  # as if the cluster had max_aj_tasks 4
+    # as if the cluster had max_aj_tasks 4
+    monkeypatch.setattr(ex.backend.scheduler, "max_array_size", lambda: 4)
 
     def ident(x: int) -> int:
         return x

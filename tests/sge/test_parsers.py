@@ -36,7 +36,7 @@ def scheduler(answers: dict[str, Any], **values: Any) -> tuple[SgeScheduler, Rec
 
 
 def sub(native_id: str, count: int = 1, first: int = 0) -> Submission:
-    return Submission(native_id=native_id, job_dir="/nonexistent", first=first, count=count)
+    return Submission(native_id=native_id, location="/nonexistent", first=first, count=count)
 
 
 # ------------------------------------------------------------------ qsub
@@ -291,7 +291,7 @@ def test_job_missing_from_qstat_and_qacct_is_lost_but_asked_again() -> None:
         "qacct": lambda argv: (1, "", data("qacct_j_unknown.stderr")),
     }
     sched, transport = scheduler(records, accounting_wait=45)
-    assert sched.lost_grace == 45
+    assert sched.accounting_lag == 45
     assert sched.statuses([sub("52")])["52"].state is JobState.LOST
     records["qacct"] = lambda argv: answer("qacct_j_ok.txt")
     transport.answers.update(records)

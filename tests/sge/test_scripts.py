@@ -67,7 +67,7 @@ def job_for(sched: SgeScheduler, ntasks: int, job_dir: str = JOB_DIR) -> JobSpec
     return JobSpec(
         job_id="20260101-120000-0a1b2c3d",
         name="clustrix-fit",
-        job_dir=job_dir,
+        location=job_dir,
         ntasks=ntasks,
         python="/usr/bin/python3",
         profile=sched.profile,
@@ -88,6 +88,27 @@ def render(values: dict[str, Any], args: dict[str, Any]) -> str:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_script_matches_golden_file(name: str) -> None:
     assert_golden(render(*CASES[name]), GOLDEN / f"{name}.sh")
+
+
+def test_environment_modules_and_setup_are_in_env_sh(tmp_path: Path) -> None:
+    """The script sources the job directory's env.sh (0600), which holds the profile's values."""
+    script = render(*CASES["full_single"])
+    assert "\n. ./env.sh || exit 96\n" in script
+    for value in ("OMP_NUM_THREADS", "GREETING", "module load", "ulimit", "activate"):
+        assert value not in script
+    transport = RecordingTransport(answers={"qsub": (0, "77\n", "")})
+    profile = build_profile("p", {"scheduler": "sge", **FULL}, plugin_options=OPTIONS)
+    sched = SgeScheduler(profile=profile, transport=transport)
+    sched.submit(job_for(sched, 1, str(tmp_path)))
+    env = tmp_path / "env.sh"
+    assert env.stat().st_mode & 0o777 == 0o600
+    assert env.read_text().splitlines()[1:] == [
+        "export OMP_NUM_THREADS=4",
+        "export GREETING='it'\"'\"'s a '\"'\"'test'\"'\"' $HOME'",
+        "module load gcc/12.2",
+        "source ~/venvs/fit/bin/activate",
+        "ulimit -c 0",
+    ]
 
 
 def test_scripts_are_valid_bash(tmp_path: Path) -> None:
@@ -137,7 +158,7 @@ def test_memory_is_per_slot_and_time_is_hms() -> None:
 def test_job_name_never_starts_with_a_digit() -> None:
     sched = make({})
     job = JobSpec(
-        job_id="x", name="2fit", job_dir=JOB_DIR, ntasks=1, python="python3", profile=sched.profile
+        job_id="x", name="2fit", location=JOB_DIR, ntasks=1, python="python3", profile=sched.profile
     )
     assert "#$ -N j2fit" in sched.render_script(job)
 
@@ -167,7 +188,7 @@ def test_submission_splits_at_max_aj_tasks(tmp_path: Path) -> None:
     profile = build_profile("p", {"scheduler": "sge"}, plugin_options=OPTIONS)
     sched = SgeScheduler(profile=profile, transport=transport)
     job = JobSpec(
-        job_id="j", name="f", job_dir=str(tmp_path), ntasks=7, python="python3", profile=profile
+        job_id="j", name="f", location=str(tmp_path), ntasks=7, python="python3", profile=profile
     )
     subs = sched.submit(job)
     assert [(s.native_id, s.first, s.count) for s in subs] == [
@@ -176,7 +197,7 @@ def test_submission_splits_at_max_aj_tasks(tmp_path: Path) -> None:
         ("103", 6, 1),
     ]
     assert len(transport.commands("qconf")) == 1
-    third = (tmp_path / "job.2.sh").read_text()
+    third = (tmp_path / "job.6.sh").read_text()  # named for its first task
     assert "#$ -t 1-1" in third and "TASK=$(( ${SGE_TASK_ID} + 5 ))" in third
 
 

@@ -259,7 +259,10 @@ class SgeScheduler(BatchScheduler):
                     exit_code=rec.exit_status,
                 )
             )
-        return self.summarize(submission, entries, complete=True)
+        # tasks of a deleted array that never started leave no record: a task that did not
+        # complete settles the job; only an all-completed array waits for every task's record
+        settled = any(e.state is not JobState.COMPLETED for e in entries)
+        return self.summarize(submission, entries, complete=not settled)
 
     def cancel_argv(self, native_ids: Sequence[str]) -> list[str]:
         return ["qdel", *native_ids]
