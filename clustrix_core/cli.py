@@ -168,34 +168,75 @@ def cmd_result(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="clustrix", description="Run Python functions on clusters."
     )
+    parser.add_argument("--version", action="version", version=f"clustrix {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what clustrix does")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("plugins", help="list installed backends").set_defaults(fn=cmd_plugins)
-    p = sub.add_parser("doctor", help="check a profile end to end")
-    p.add_argument("profile", nargs="?")
-    p.add_argument("--timeout", type=float, default=300)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    job_help = "a job id (or a unique prefix of one), as `clustrix jobs` lists it"
+    sub.add_parser(
+        "plugins", help="list installed backends", description="List installed backends."
+    ).set_defaults(fn=cmd_plugins)
+    p = sub.add_parser(
+        "doctor",
+        help="check a profile end to end",
+        description="Check a profile end to end: config, transport, remote Python, job store, "
+        "scheduler, and a real round-trip job (which leaves nothing behind).",
+    )
+    p.add_argument("profile", nargs="?", help="the profile to check (default: the default profile)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=300,
+        help="seconds to wait for the round-trip job (default: %(default)s)",
+    )
     p.set_defaults(fn=cmd_doctor)
-    p = sub.add_parser("jobs", help="list recorded jobs")
-    p.add_argument("--limit", type=int, default=50)
+    p = sub.add_parser("jobs", help="list recorded jobs", description="List recorded jobs.")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=50,
+        help="show at most this many, newest first (default: %(default)s)",
+    )
     p.set_defaults(fn=cmd_jobs)
     for name, fn, helptext in (
         ("status", cmd_status, "show a job's state"),
         ("cancel", cmd_cancel, "cancel a job"),
     ):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("job")
+        p = sub.add_parser(name, help=helptext, description=helptext.capitalize() + ".")
+        p.add_argument("job", help=job_help)
         p.set_defaults(fn=fn)
-    p = sub.add_parser("logs", help="print a job's stdout/stderr")
-    p.add_argument("job")
-    p.add_argument("--task", type=int, default=0)
-    p.add_argument("--stream", choices=("out", "err", "both"), default="both")
+    p = sub.add_parser(
+        "logs",
+        help="print a job's stdout/stderr",
+        description="Print a job's stdout/stderr (kept after the job's directory is cleaned up).",
+    )
+    p.add_argument("job", help=job_help)
+    p.add_argument(
+        "--task", type=int, default=0, help="which task of an array job (default: %(default)s)"
+    )
+    p.add_argument(
+        "--stream",
+        choices=("out", "err", "both"),
+        default="both",
+        help="stdout, stderr or both (default: %(default)s)",
+    )
     p.set_defaults(fn=cmd_logs)
-    p = sub.add_parser("result", help="wait for a job and print its result")
-    p.add_argument("job")
-    p.add_argument("--timeout", type=float, default=None)
+    p = sub.add_parser(
+        "result",
+        help="wait for a job and print its result",
+        description="Wait for a job and print its result (the remote exception, if it raised).",
+    )
+    p.add_argument("job", help=job_help)
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds to wait before giving up (default: wait until the job ends)",
+    )
     p.set_defaults(fn=cmd_result)
     return parser
 
