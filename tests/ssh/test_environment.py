@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from clustrix_core import environment, executor
 from clustrix_core.errors import TransportError
+from clustrix_core.testing import forget_cluster_facts
 
 from . import remote_funcs
 from .conftest import interpreter
 
 
 def _forget_caches() -> None:
-    """Make the next executor ask the remote again instead of this process's memory."""
-    environment._cache.clear()
-    executor._probe_cache.clear()
+    """Make the next executor ask the remote again instead of this process's memory (the probe
+    and the environment are cluster facts)."""
+    forget_cluster_facts()
 
 
 @pytest.mark.parametrize("minor", ["3.11", "3.6"])
@@ -33,7 +33,9 @@ def test_requirement_is_importable_and_the_venv_is_reused(
     python, _ = ex.backend.remote()
     build_seconds = time.monotonic() - started
     venv = python.rsplit("/bin/", 1)[0]
-    assert venv.startswith(f"{tmp_path}/remote/envs/env-"), python
+    # inside the user's private work directory (not beside work_dir: "/tmp" made it "/envs")
+    root = ex.backend.store.root()
+    assert root.startswith(work) and venv.startswith(f"{root}/.envs/env-"), python
     where = ex.submit(remote_funcs.module_file, "six").result(timeout=120)
     assert where.startswith(venv + "/"), (
         where
@@ -64,6 +66,6 @@ def test_bad_requirement_gives_the_installers_error(make_executor, tmp_path: Pat
     text = str(info.value)
     assert "clustrix-surely-missing-package" in text
     assert "No matching distribution" in text or "not found" in text.lower(), text
-    names = ex.backend.transport.listdir(f"{tmp_path}/remote/envs")
+    names = ex.backend.transport.listdir(f"{ex.backend.store.root()}/.envs")
     leftovers = [n for n in names if not n.endswith(".requirements.txt")]
     assert leftovers == [], leftovers  # no half-built environment that a later call would reuse

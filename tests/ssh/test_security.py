@@ -106,7 +106,7 @@ def test_tampered_result_is_refused(make_executor) -> None:
         del transport.get_bytes
 
 
-def test_job_directory_is_private(make_executor) -> None:
+def test_job_directory_is_private(make_executor, tmp_path: Path) -> None:
     ex = make_executor(cleanup="never")
     fut = ex.submit(add, 1, 2)
     assert fut.result(timeout=60) == 3
@@ -120,12 +120,22 @@ def test_job_directory_is_private(make_executor) -> None:
             job_dir,
             f"{job_dir}/key",
             f"{job_dir}/payload.bin",
+            f"{job_dir}/calls.0",
+            f"{job_dir}/env.sh",
+            f"{job_dir}/runner.py",
             f"{job_dir}/result.0",
-            ex.backend.work_dir(),
         ]
     ).stdout.split("\n")
-    assert [m.split()[0] for m in modes if m] == ["700", "600", "600", "600", "700"], modes
+    assert [m.split()[0] for m in modes if m] == ["700", "600", "600", "600", "600", "600", "600"]
     t.remove_tree(job_dir)
+    # the work directory: an existing one of the user's keeps its mode (never chmod-ed), and is
+    # used only while nobody else can write to it; one clustrix creates is 0700
+    root = ex.backend.store.root()
+    info = t.lstat(root)
+    assert info is not None and info.uid == t.uid() and info.mode & 0o022 == 0, (root, info)
+    fresh = make_executor(work_dir=f"{tmp_path}/fresh/jobs")
+    assert fresh.backend.store.root() == f"{tmp_path}/fresh/jobs"
+    assert t.run(["stat", "-c", "%a", f"{tmp_path}/fresh/jobs"]).stdout.strip() == "700"
 
 
 def echo_env(name: str) -> Any:
