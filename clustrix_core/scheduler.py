@@ -656,10 +656,9 @@ class ProcessScheduler(Scheduler):
         q = shlex.quote
         d = q(job.job_dir)
         limit = self.profile.max_parallel
+        # at most max_parallel at once, in batches (POSIX sh has no `wait -n`)
         throttle = (
-            f"  while [ $(jobs -p | wc -l) -ge {int(limit)} ]; do sleep 0.05; done\n"
-            if limit
-            else ""
+            f"  n=$((n + 1)); if [ $n -ge {int(limit)} ]; then wait; n=0; fi\n" if limit else ""
         )
         return (
             "#!/bin/sh\n"
@@ -671,9 +670,9 @@ class ProcessScheduler(Scheduler):
             f"  ) >>{d}/out.$TASK 2>>{d}/err.$TASK\n"
             f"  echo $? >{d}/exit.$TASK.tmp && mv {d}/exit.$TASK.tmp {d}/exit.$TASK\n"
             "}\n"
-            f"for i in {' '.join(map(str, job.tasks))}; do\n"
-            f"{throttle}"
+            f"n=0; for i in {' '.join(map(str, job.tasks))}; do\n"
             "  run_task $i &\n"
+            f"{throttle}"
             "done\n"
             "wait\n"
             f"touch {d}/done\n"

@@ -8,19 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import clustrix_core
 from clustrix_core import ClusterExecutor
 from clustrix_core.cli import build_parser
 from tests.edges import edgefuncs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ProcessScheduler's throttle counts `$(jobs -p)`, which is empty in dash's "
-    "command-substitution subshell: every task starts at once (scheduler.py, not ours to edit)",
-)
 def test_max_parallel_is_honoured_when_chunksize_makes_more_tasks(local: Path) -> None:
     ex = ClusterExecutor("local", max_parallel=2)
     windows = list(ex.map(edgefuncs.window, range(6), [1.0] * 6, chunksize=1, timeout=300))
