@@ -294,7 +294,7 @@ class SchedulerConformance(_Base):
             time.sleep(x)
             return x
 
-        monitor.scheduler.statuses = counting  # type: ignore[method-assign]
+        monitor.scheduler.statuses = counting  # type: ignore[method-assign,assignment]
         try:
             futures = [ex.submit(nap, 2.0) for ex in (executor, *others) for _ in range(2)]
             assert [f.result(timeout=TIMEOUT) for f in futures] == [2.0] * 6
