@@ -31,7 +31,9 @@ def main() -> None:
         RemoteInfo,
         decode_result,
         encode_payload,
+        loads_value,
     )
+    from clustrix_core.store import new_job_id
 
     os.environ.setdefault("CLUSTRIX_STATE_DIR", tempfile.mkdtemp(prefix="clustrix-bench-"))
     work = tempfile.mkdtemp(prefix="clustrix-bench-jobs-")
@@ -63,28 +65,50 @@ def main() -> None:
     plain_load = median_time(lambda: cloudpickle.loads(blob), 10)
     info = RemoteInfo.local()
     strategies = [CloudpickleSerializer()]
+    job_id = new_job_id()
     encode = median_time(
         lambda: encode_payload(
-            trivial, [((array,), {})], [(0, 1)], key=key, remote=info, strategies=strategies
+            trivial,
+            [((array,), {})],
+            [(0, 1)],
+            job_id=job_id,
+            key=key,
+            remote=info,
+            strategies=strategies,
         ),
         10,
     )
+    import pickle
+
     from clustrix_core import runner
 
     payload = encode_payload(
-        trivial, [((array,), {})], [(0, 1)], key=key, remote=info, strategies=strategies
+        trivial,
+        [((array,), {})],
+        [(0, 1)],
+        job_id=job_id,
+        key=key,
+        remote=info,
+        strategies=strategies,
     )
-    import pickle
+    inputs = Path(tempfile.mkdtemp(prefix="clustrix-bench-inputs-"))
+    for name, data in payload.files().items():
+        (inputs / name).write_bytes(data)
 
-    def decode() -> None:
-        envelope = pickle.loads(runner.unseal(runner.PAYLOAD_MAGIC, key, payload, "payload"))
-        runner.load_cloudpickle(envelope["encodings"][0]["data"])
+    def decode() -> None:  # what the runner does: payload.bin, then the task's calls.N
+        runner.load_job(str(inputs), key, 0)
 
     decode_t = median_time(decode, 10)
+    report = {"task": 0, "outcomes": [{"ok": True, "value": pickle.dumps(array, 5)}]}
     result_blob = runner.seal(
-        runner.RESULT_MAGIC, key, pickle.dumps({"outcomes": [pickle.dumps(array, 5)]}, 5)
+        runner.RESULT_MAGIC, key, pickle.dumps(report, 5), runner.task_context(job_id, 0)
     )
-    verify = median_time(lambda: decode_result(result_blob, key), 10)
+
+    def collect() -> None:  # what the executor does with result.0
+        outcome = decode_result(result_blob, key, job_id=job_id, task=0, ncalls=1)
+        loads_value(outcome["outcomes"][0]["value"])
+
+    verify = median_time(collect, 10)
     rows.append(
         ("cloudpickle.dumps, 10 MB numpy argument", f"{plain_dump * 1000:.1f} ms", "median of 10")
     )
