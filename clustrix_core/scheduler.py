@@ -461,7 +461,20 @@ class BatchScheduler(Scheduler):
         if complete and sub.count > 1 and len(tasks) < sub.count:
             return None  # the accounting has not caught up with every task yet
         chosen = next((st for _, st in rows if st.state is not JobState.COMPLETED), rows[0][1])
+        if self.cancelled_here(sub) and chosen.state is not JobState.CANCELLED:
+            # a job deleted as it started may end "completed", "killed by signal 9" or an exit
+            # status: it was cancelled all the same (results it wrote are still collected)
+            said = f"{chosen.state}: {chosen.reason}" if chosen.reason else str(chosen.state)
+            chosen = attrs.evolve(
+                chosen,
+                state=JobState.CANCELLED,
+                reason=f"cancelled by clustrix; {self.name} then reported {said}",
+            )
         return attrs.evolve(chosen, tasks=tasks)
+
+    def cancelled_here(self, submission: Submission) -> bool:
+        """Whether this scheduler object cancelled ``submission``."""
+        return submission.native_id in self._cancelled
 
     def render_script(
         self, job: JobSpec, *, first: int = 0, count: int | None = None, array: bool | None = None
@@ -582,7 +595,7 @@ class BatchScheduler(Scheduler):
                 self.cancel([sub])
             if status is None:
                 status = finals.get(sub.native_id)
-            if status is None and sub.native_id in self._cancelled:
+            if status is None and self.cancelled_here(sub):
                 status = JobStatus(
                     state=JobState.CANCELLED, reason="cancelled before it ran to the end"
                 )

@@ -58,6 +58,6 @@ def test_a_job_clustrix_deleted_is_cancelled_whatever_pbs_then_says() -> None:
     sched._cancelled.add(sub.native_id)
     status = sched.summarize(sub, done)
     assert status is not None and status.state is JobState.CANCELLED
-    assert status.reason.startswith(DELETED) and "COMPLETED" in status.reason
+    assert status.reason.startswith("cancelled by clustrix") and "COMPLETED" in status.reason
     running = [QueueEntry(job_id="7.pbs-server", task=None, state="R")]
     assert sched.summarize(sub, running).state is JobState.RUNNING  # type: ignore[union-attr]

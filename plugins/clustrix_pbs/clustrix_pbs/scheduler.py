@@ -299,27 +299,6 @@ class PbsScheduler(BatchScheduler):
             return super().classify(state, exit_code, reason)
         return classify(state, exit_code, reason, dialect=self.dialect)
 
-    def summarize(
-        self, sub: Submission, entries: Sequence[QueueEntry], *, complete: bool = False
-    ) -> JobStatus | None:
-        """As the base, except that a job this scheduler deleted (``qdel``) that then ended is
-        CANCELLED whatever PBS says: a root job deleted while starting can end ``Exit_status 0``
-        (substate 92) or 265 (SIGKILL), and the Torque wrappers say ``C`` for everything."""
-        status = super().summarize(sub, entries, complete=complete)
-        if (
-            status is not None
-            and status.state.final
-            and status.state is not JobState.CANCELLED
-            and sub.native_id in self._cancelled
-        ):
-            said = f"{status.state}: {status.reason}" if status.reason else str(status.state)
-            status = attrs.evolve(
-                status,
-                state=JobState.CANCELLED,
-                reason=f"{DELETED} by clustrix; PBS then reported {said}",
-            )
-        return status
-
     def failure_details(self, location: str, task: int) -> str:
         """The tail of PBS's own stderr of ``task`` (``pbs.err.N``, see :meth:`output_paths`):
         where PBS writes ``=>> PBS: job killed: walltime 10 exceeded limit 5``."""
