@@ -24,7 +24,8 @@ class TestK8sConformance(SchedulerConformance):
 
     def test_one_status_query_per_poll(self, executor: ClusterExecutor) -> None:
         """The suite's version counts commands run through the transport; a k8s poll runs none
-        but calls the API server. The same property, counted as API calls: one per busy poll."""
+        but calls the API server. The same property, counted as API calls: a poll of four busy
+        jobs makes two (one Job list and one Pod list, both by label), whatever their number."""
 
         def nap(x: float) -> float:
             time.sleep(x)
@@ -59,4 +60,5 @@ class TestK8sConformance(SchedulerConformance):
             del sched.statuses
         busy = [c for c in counts if c[0] == 4 and c[2] == 0]
         assert busy, counts
-        assert all(calls == 1 for _, calls, _ in busy), counts
+        assert all(calls == 2 for _, calls, _ in busy), counts
+        assert all(calls <= 2 for _, calls, _ in counts), counts

@@ -14,11 +14,17 @@ OPTIONS = {
     "image": "container image with a Python 3.6+ (default: python:3.11-slim)",
     "kubeconfig": "path of the kubeconfig (default: $KUBECONFIG, ~/.kube/config, or in-cluster)",
     "context": "kubeconfig context (default: the current context)",
+    "in_cluster": "true: use the pod's service account (default: when $KUBERNETES_SERVICE_HOST is set and no kubeconfig/context is named)",
     "image_pull_policy": "imagePullPolicy of the containers (Always, IfNotPresent, Never)",
     "service_account": "serviceAccountName of the pods",
+    "node_selector": "nodeSelector of the pods (a table)",
+    "tolerations": "tolerations of the pods (a list of tables: key, operator, value, effect, tolerationSeconds)",
+    "cpu": "CPU request and limit as a Kubernetes quantity (0.5, '500m'); default: cores",
+    "gpu_resource": "the extended resource that gpus count (default: nvidia.com/gpu)",
+    "ttl_seconds_after_finished": "ttlSecondsAfterFinished of the Jobs (default: none; clustrix's cleanup deletes them)",
     "labels": "extra labels (a table) on every Job, Pod and Secret",
     "annotations": "extra annotations (a table) on every Job and Pod",
-    "pending_timeout": "seconds a pod may stay unschedulable before the job fails (default 300)",
+    "pending_timeout": "seconds a job's pods may stay stuck pending (Unschedulable, ErrImagePull, CreateContainerConfigError) before clustrix deletes the Job and fails it (default 300)",
     "remote_python": "the image's Python version (e.g. '3.11'); default: probed by a short pod",
 }
 

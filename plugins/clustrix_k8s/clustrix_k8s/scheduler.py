@@ -3,8 +3,14 @@
 A job's inputs (key, runner, payload, calls) go into one Secret, mounted read-only into its pods;
 the runner writes the sealed outcome framed on stdout, which comes back through the pod log
 (:func:`clustrix_core.store.split_framed_output`). Everything created carries the labels
-``app.kubernetes.io/managed-by=clustrix`` and ``clustrix.io/job-id=<id>``. One Job list call
-(by label) answers a poll for every watched job.
+``app.kubernetes.io/managed-by=clustrix`` and ``clustrix.io/job-id=<id>``.
+
+A poll of every watched job costs two API calls: one Job list (by label) and, unless every
+watched Job is complete, one Pod list (by label, pods not ``Succeeded``) that tells running
+tasks and the pod-level reasons of failures (OOMKilled, DeadlineExceeded, exit statuses) and of
+pods stuck pending (Unschedulable, ErrImagePull/ImagePullBackOff, CreateContainerConfigError);
+a job whose pods stay stuck for the profile's ``pending_timeout`` is deleted and fails with that
+reason.
 
 The official ``kubernetes`` client is imported only when a profile talks to a cluster."""
 
@@ -45,6 +51,21 @@ DEFAULT_IMAGE = "python:3.11-slim"
 SECRET_BYTES = 1024 * 1024
 """The API server's limit on a Secret's data (``MaxSecretSize``)."""
 MAX_TASK_BYTES = SECRET_BYTES - 8 * 1024
+GPU_RESOURCE = "nvidia.com/gpu"
+DEFAULT_PENDING_TIMEOUT = 300.0
+STUCK_WAITING = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
+"""Container waiting reasons that do not pass by themselves (the kubelet retries for ever)."""
+GAVE_UP = "failed.clustrix.io/"
+"""Annotation prefix on a job's Secret naming each Job clustrix deleted after its pods stayed
+stuck pending for ``pending_timeout`` (the value is the reason)."""
 CANCELLED = "cancelled.clustrix.io/"
 """Annotation prefix on a job's Secret naming each Job clustrix cancelled (another process, or
 another scheduler object, still answers CANCELLED once the Job is gone)."""
@@ -78,6 +99,112 @@ def parse_indexes(text: str | None) -> list[int]:
     return out
 
 
+_CPU_QUANTITY = re.compile(r"(\d+(\.\d{1,3})?|\d+m)")
+
+
+def memory_quantity(nbytes: int) -> str:
+    """Bytes as a Kubernetes quantity: ``Gi``/``Mi``/``Ki`` when exact, else plain bytes
+    (``"1.5GiB"`` -> ``1536Mi``, ``"8GB"`` -> ``8000000000``)."""
+    for unit, size in (("Ti", 1024**4), ("Gi", 1024**3), ("Mi", 1024**2), ("Ki", 1024)):
+        if nbytes % size == 0:
+            return f"{nbytes // size}{unit}"
+    return str(nbytes)
+
+
+def cpu_quantity(value: Any) -> str:
+    """Cores as a Kubernetes quantity: whole cores as such, fractions as millicores
+    (``0.5`` -> ``500m``, ``"250m"`` as is)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"cpu={value!r} is not a number of cores")
+    if isinstance(value, int):
+        if value <= 0:
+            raise ConfigError(f"cpu={value!r} must be positive")
+        return str(value)
+    if isinstance(value, float):
+        milli = round(value * 1000)
+        if milli <= 0 or abs(milli - value * 1000) > 1e-6:
+            raise ConfigError(f"cpu={value!r} must be positive, in steps of 0.001 cores")
+        return str(milli // 1000) if milli % 1000 == 0 else f"{milli}m"
+    text = str(value).strip()
+    if not _CPU_QUANTITY.fullmatch(text):
+        raise ConfigError(f"cpu={value!r} is not a CPU quantity like 2, 0.5 or '500m'")
+    if text.endswith("m"):
+        if int(text[:-1]) <= 0:
+            raise ConfigError(f"cpu={value!r} must be positive")
+        return text
+    return cpu_quantity(float(text)) if "." in text else cpu_quantity(int(text))
+
+
+def task_of(pod: Mapping[str, Any]) -> int | None:
+    """The clustrix task a pod of a job runs (task offset + completion index), or None."""
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    try:
+        return int(labels.get(TASK_OFFSET, "0")) + int(labels.get(INDEX, "0"))
+    except ValueError:
+        return None
+
+
+def describe_pod(pod: Mapping[str, Any]) -> tuple[str, JobState | None, str, int | None]:
+    """What a pod says about its task: ``(kind, state, text, exit_code)`` with ``kind`` one of
+    ``"stuck"`` (pending on something that does not pass by itself: Unschedulable, an image
+    that cannot be pulled, a container that cannot be configured), ``"failed"``, ``"running"``,
+    ``"pending"``, ``"succeeded"``; ``state`` the task's state for a failure."""
+    status = pod.get("status") or {}
+    phase = status.get("phase")
+    if phase == "Succeeded":
+        return "succeeded", None, "", 0
+    images = {
+        c.get("name"): c.get("image", "")
+        for key in ("initContainers", "containers")
+        for c in (pod.get("spec") or {}).get(key) or []
+    }
+    statuses = [
+        *(status.get("initContainerStatuses") or []),
+        *(status.get("containerStatuses") or []),
+    ]
+    if phase == "Failed":
+        if status.get("reason") == "DeadlineExceeded":
+            text = f"DeadlineExceeded: {status.get('message') or 'the pod ran out of time'}"
+            return "failed", JobState.TIMEOUT, text, None
+        for cs in statuses:
+            term = (cs.get("state") or {}).get("terminated") or {}
+            if term.get("reason") == "OOMKilled":
+                code = term.get("exitCode")
+                return "failed", JobState.OUT_OF_MEMORY, f"OOMKilled (exit status {code})", code
+        for cs in statuses:
+            term = (cs.get("state") or {}).get("terminated") or {}
+            if term.get("exitCode"):
+                code = int(term["exitCode"])
+                why = term.get("reason") or "Error"
+                msg = f": {term['message']}" if term.get("message") else ""
+                return "failed", JobState.FAILED, f"{why} (exit status {code}){msg}", code
+        why = status.get("reason") or "Failed"
+        return "failed", JobState.FAILED, f"{why}: {status.get('message') or ''}".rstrip(": "), None
+    for cond in status.get("conditions") or []:
+        if (
+            cond.get("type") == "PodScheduled"
+            and cond.get("status") == "False"
+            and cond.get("reason") == "Unschedulable"
+        ):
+            return "stuck", JobState.FAILED, f"Unschedulable: {cond.get('message') or ''}", None
+    for cs in statuses:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        why = waiting.get("reason")
+        if why in STUCK_WAITING:
+            image = images.get(cs.get("name")) or cs.get("image") or "?"
+            text = f"{why} (image {image!r}): {waiting.get('message') or ''}".rstrip(": ")
+            return "stuck", JobState.FAILED, text, None
+    if phase == "Running":
+        return "running", None, "", None
+    return "pending", None, "", None
+
+
+def _conditions(job: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """A Job's conditions that hold, by type."""
+    status = job.get("status") or {}
+    return {c["type"]: c for c in status.get("conditions") or [] if c.get("status") == "True"}
+
+
 def _api_error(exc: Exception) -> str:
     body = getattr(exc, "body", None)
     if body:
@@ -100,7 +227,12 @@ class _Api:
 
         kubeconfig = profile.option("kubeconfig")
         context = profile.option("context")
-        if kubeconfig or context or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        in_cluster = profile.option("in_cluster")
+        if in_cluster is None:
+            in_cluster = not (kubeconfig or context) and bool(
+                os.environ.get("KUBERNETES_SERVICE_HOST")
+            )
+        if not in_cluster:
             api = config.new_client_from_config(
                 config_file=os.path.expanduser(kubeconfig) if kubeconfig else None,
                 context=context,
@@ -187,22 +319,23 @@ class SecretStore(JobStore):
         self._job_ids[location] = job_id
         return job_id
 
-    def pods(self, location: str) -> dict[int, list[dict[str, Any]]]:
-        """The job's pods by task, newest first (one list call)."""
+    def pods(
+        self, location: str, indexes: Sequence[int] | None = None
+    ) -> dict[int, list[dict[str, Any]]]:
+        """The job's pods by task, newest first (one list call); only those with these
+        completion ``indexes`` when given."""
         job_id = self.job_id(location)
+        selector = f"{MANAGED_BY}=clustrix,{JOB_ID}={job_id}"
+        if indexes:
+            selector += f",{INDEX} in ({','.join(str(i) for i in sorted(set(indexes)))})"
         resp = self.api.core.list_namespaced_pod(
-            self.namespace,
-            label_selector=f"{MANAGED_BY}=clustrix,{JOB_ID}={job_id}",
-            _preload_content=False,
+            self.namespace, label_selector=selector, _preload_content=False
         )
         out: dict[int, list[dict[str, Any]]] = {}
         for pod in self.api.raw(resp).get("items", []):
-            labels = pod["metadata"].get("labels") or {}
-            try:
-                task = int(labels.get(TASK_OFFSET, "0")) + int(labels.get(INDEX, "0"))
-            except ValueError:
-                continue
-            out.setdefault(task, []).append(pod)
+            task = task_of(pod)
+            if task is not None:
+                out.setdefault(task, []).append(pod)
         for group in out.values():
             group.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True)
         return out
@@ -220,8 +353,19 @@ class SecretStore(JobStore):
         want = [t for t in tasks if (location, t) not in self._results]
         if not want:
             return
+        # the scheduler's last poll says which tasks ended (completedIndexes/failedIndexes):
+        # only their pods are listed, and nothing when none ended since the last scan
+        ended = self.scheduler.ended_tasks(location)
+        indexes: list[int] | None = None
+        if ended is not None:
+            want = [t for t in want if t in ended]
+            if not want:
+                return
+            found = [ended[t] for t in want]
+            if all(i is not None for i in found) and len(found) <= 200:
+                indexes = [i for i in found if i is not None]
         job_id = self.job_id(location)
-        by_task = self.pods(location)
+        by_task = self.pods(location, indexes)
         for t in want:
             for pod in by_task.get(t, []):
                 if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
@@ -297,6 +441,9 @@ class K8sScheduler(Scheduler):
         self._api: _Api | None = None
         self._api_lock = threading.Lock()
         self._finals: dict[str, JobStatus] = {}
+        self._stuck_since: dict[str, float] = {}
+        self._ended: dict[str, dict[int, int | None]] = {}
+        self._notes: dict[tuple[str, int], str] = {}
 
     # ---- options
     @property
@@ -344,19 +491,50 @@ class K8sScheduler(Scheduler):
             raise ConfigError(
                 "environment: not supported by clustrix-k8s yet; use an image with the packages"
             )
-        for key in ("labels", "annotations"):
+        for key in ("labels", "annotations", "node_selector"):
             value = profile.option(key) or {}
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{key}={value!r} must be a table of name = value")
-            if key == "labels":
+            if key != "annotations":
                 for k, v in value.items():
                     if not _LABEL_VALUE.fullmatch(str(v)) or len(str(v)) > 63:
-                        raise ConfigError(f"labels: {k} = {v!r} is not a valid label value")
-        timeout = profile.option("pending_timeout")
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
-        ):
-            raise ConfigError(f"pending_timeout={timeout!r} must be a positive number of seconds")
+                        raise ConfigError(f"{key}: {k} = {v!r} is not a valid label value")
+        tolerations = profile.option("tolerations") or []
+        if not isinstance(tolerations, Sequence) or isinstance(tolerations, str):
+            raise ConfigError(f"tolerations={tolerations!r} must be a list of tables")
+        allowed = {"key", "operator", "value", "effect", "tolerationSeconds"}
+        for tol in tolerations:
+            if not isinstance(tol, Mapping) or set(tol) - allowed:
+                raise ConfigError(
+                    f"tolerations: {tol!r} must be a table with keys among {sorted(allowed)}"
+                )
+        for key in ("pending_timeout", "ttl_seconds_after_finished"):
+            value = profile.option(key)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+            ):
+                raise ConfigError(f"{key}={value!r} must be a number of seconds >= 0")
+        if profile.option("pending_timeout") == 0:
+            raise ConfigError("pending_timeout=0 must be a positive number of seconds")
+        if profile.option("cpu") is not None:
+            cpu_quantity(profile.option("cpu"))
+        gpu = profile.option("gpu_resource")
+        if gpu is not None and not re.fullmatch(r"[a-z0-9.-]+/[A-Za-z0-9_.-]+", str(gpu)):
+            raise ConfigError(
+                f"gpu_resource={gpu!r} is not an extended resource like nvidia.com/gpu"
+            )
+        for key in ("service_account", "image", "image_pull_policy"):
+            value = profile.option(key)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{key}={value!r} must be a string")
+        policy = profile.option("image_pull_policy")
+        if policy is not None and policy not in ("Always", "IfNotPresent", "Never"):
+            raise ConfigError(
+                f"image_pull_policy={policy!r} is not one of Always, IfNotPresent, Never"
+            )
+        in_cluster = profile.option("in_cluster")
+        if in_cluster is not None and not isinstance(in_cluster, bool):
+            raise ConfigError(f"in_cluster={in_cluster!r} must be true or false")
 
     # ---- the job store and the remote Python
     def store(self) -> JobStore:
@@ -474,20 +652,32 @@ class K8sScheduler(Scheduler):
         )
 
     # ---- jobs
+    @property
+    def pending_timeout(self) -> float:
+        return float(self.profile.option("pending_timeout") or DEFAULT_PENDING_TIMEOUT)
+
     def _pod_extras(self) -> dict[str, Any]:
         extras: dict[str, Any] = {}
         if self.profile.option("service_account"):
             extras["serviceAccountName"] = str(self.profile.option("service_account"))
+        if self.profile.option("node_selector"):
+            extras["nodeSelector"] = self._table("node_selector")
+        if self.profile.option("tolerations"):
+            extras["tolerations"] = [dict(t) for t in self.profile.option("tolerations")]
         return extras
 
     def _resources(self) -> dict[str, Any]:
+        """Requests and limits: ``cpu`` (the profile's ``cpu`` option, else ``cores``), memory
+        (bytes, in Gi/Mi/Ki when exact) and GPUs (``gpu_resource``, limits only: the request
+        defaults to it)."""
         p = self.profile
-        amounts: dict[str, str] = {"cpu": str(p.cores)}
+        cpu = p.option("cpu")
+        amounts: dict[str, str] = {"cpu": cpu_quantity(cpu if cpu is not None else p.cores)}
         if p.memory:
-            amounts["memory"] = str(p.memory)
+            amounts["memory"] = memory_quantity(p.memory)
         limits = dict(amounts)
         if p.gpus:
-            limits["nvidia.com/gpu"] = str(p.gpus)
+            limits[str(p.option("gpu_resource") or GPU_RESOURCE)] = str(p.gpus)
         return {"requests": amounts, "limits": limits}
 
     def job_manifest(self, job: JobSpec, *, name: str, first: int, count: int) -> dict[str, Any]:
@@ -523,20 +713,21 @@ class K8sScheduler(Scheduler):
             container["imagePullPolicy"] = str(p.option("image_pull_policy"))
         labels = self.labels(job.job_id, **{TASK_OFFSET: str(first)})
         annotations = {**self._table("annotations"), "clustrix.io/name": job.name}
+        pod_spec: dict[str, Any] = {
+            "restartPolicy": "Never",
+            "containers": [container],
+            "volumes": [
+                {
+                    "name": "clustrix-inputs",
+                    "secret": {"secretName": job.location, "defaultMode": 0o444},
+                }
+            ],
+            **self._pod_extras(),
+        }
         spec: dict[str, Any] = {
             "template": {
                 "metadata": {"labels": dict(labels), "annotations": dict(annotations)},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [container],
-                    "volumes": [
-                        {
-                            "name": "clustrix-inputs",
-                            "secret": {"secretName": job.location, "defaultMode": 0o444},
-                        }
-                    ],
-                    **self._pod_extras(),
-                },
+                "spec": pod_spec,
             },
         }
         if indexed:
@@ -546,10 +737,15 @@ class K8sScheduler(Scheduler):
                 parallelism=min(count, p.max_parallel or count),
                 backoffLimitPerIndex=p.retries,
             )
+            if p.time:  # a map's time limit is per task: each pod's
+                pod_spec["activeDeadlineSeconds"] = int(p.time)
         else:
             spec.update(completions=1, parallelism=1, backoffLimit=p.retries)
-        if p.time:
-            spec["activeDeadlineSeconds"] = int(p.time)
+            if p.time:
+                spec["activeDeadlineSeconds"] = int(p.time)
+        ttl = p.option("ttl_seconds_after_finished")
+        if ttl is not None:
+            spec["ttlSecondsAfterFinished"] = int(ttl)
         return {
             "apiVersion": "batch/v1",
             "kind": "Job",
@@ -579,6 +775,9 @@ class K8sScheduler(Scheduler):
         return submissions
 
     def statuses(self, submissions: Sequence[Submission]) -> dict[str, JobStatus]:
+        """One Job list for every watched job; then, unless all of them are complete, one Pod
+        list (the watched jobs' pods that did not succeed) for running tasks and pod-level
+        reasons."""
         out = {
             s.native_id: self._finals[s.native_id]
             for s in submissions
@@ -599,67 +798,145 @@ class K8sScheduler(Scheduler):
         except api.ApiException as exc:
             raise TransportError(f"k8s: listing Jobs failed: {_api_error(exc)}") from exc
         by_name = {j["metadata"]["name"]: j for j in listing.get("items", [])}
+        unfinished = {
+            str((by_name[s.native_id]["metadata"].get("labels") or {}).get(JOB_ID))
+            for s in ask
+            if s.native_id in by_name and not _conditions(by_name[s.native_id]).get("Complete")
+        }
+        pods: dict[str, list[dict[str, Any]]] = {}
+        if unfinished:
+            try:
+                got = api.raw(
+                    api.core.list_namespaced_pod(
+                        self.namespace,
+                        label_selector=f"{MANAGED_BY}=clustrix,{JOB_ID} in "
+                        f"({','.join(sorted(unfinished))})",
+                        field_selector="status.phase!=Succeeded",
+                        _preload_content=False,
+                    )
+                )
+            except api.ApiException as exc:
+                raise TransportError(f"k8s: listing Pods failed: {_api_error(exc)}") from exc
+            for pod in got.get("items", []):
+                owner = ((pod.get("metadata") or {}).get("labels") or {}).get(JOB_NAME)
+                if owner:
+                    pods.setdefault(owner, []).append(pod)
+            for group in pods.values():
+                group.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True)
         for sub in ask:
-            found = by_name.get(sub.native_id)
-            status = self._status_of(sub, found)
+            status = self._status_of(sub, by_name.get(sub.native_id), pods.get(sub.native_id, []))
             if status.state.final:
                 self._finals[sub.native_id] = status
+                self._stuck_since.pop(sub.native_id, None)
             out[sub.native_id] = status
         return out
 
-    def _status_of(self, sub: Submission, job: dict[str, Any] | None) -> JobStatus:
+    def ended_tasks(self, location: str) -> dict[int, int | None] | None:
+        """Tasks of the job at ``location`` that the last poll saw end (completed or failed),
+        each with its completion index (None: not an Indexed Job); None when not polled yet."""
+        return self._ended.get(location)
+
+    def failure_details(self, location: str, task: int) -> str:
+        return self._notes.get((location, task), "")
+
+    def _status_of(
+        self, sub: Submission, job: dict[str, Any] | None, pods: Sequence[dict[str, Any]]
+    ) -> JobStatus:
         cancelled = (self.namespace, sub.native_id) in _cancelled
         if job is None:
-            if cancelled or self._marked_cancelled(sub):
+            marks = self._marks(sub)
+            if cancelled or CANCELLED + sub.native_id in marks:
                 return JobStatus(state=JobState.CANCELLED, reason="cancelled (the Job was deleted)")
+            if GAVE_UP + sub.native_id in marks:
+                return JobStatus(state=JobState.FAILED, reason=marks[GAVE_UP + sub.native_id])
             return JobStatus(state=JobState.LOST, reason="the Job no longer exists (deleted?)")
         status = job.get("status") or {}
-        conds = {c["type"]: c for c in status.get("conditions") or [] if c.get("status") == "True"}
+        conds = _conditions(job)
+        indexed = (job.get("spec") or {}).get("completionMode") == "Indexed"
         tasks: dict[int, JobState] = {}
+        ended = self._ended.setdefault(sub.location, {})
         for i in parse_indexes(status.get("completedIndexes")):
             tasks[sub.first + i] = JobState.COMPLETED
         for i in parse_indexes(status.get("failedIndexes")):
             tasks[sub.first + i] = JobState.FAILED
+        # pod-level facts: newest pod of each task first
+        notes: dict[int, tuple[JobState, str, int | None]] = {}
+        stuck: list[str] = []
+        running = False
+        for pod in pods:
+            task = task_of(pod)
+            if task is None:
+                continue
+            kind, state, text, code = describe_pod(pod)
+            if kind == "running":
+                running = True
+                tasks.setdefault(task, JobState.RUNNING)
+            elif kind == "stuck":
+                stuck.append(text)
+            elif kind == "failed" and state is not None and task not in notes:
+                notes[task] = (state, f"pod {pod['metadata']['name']}: {text}", code)
+        for task, (state, text, _) in notes.items():
+            self._notes[(sub.location, task)] = text
+            if tasks.get(task) is JobState.FAILED:
+                tasks[task] = state
         if "Complete" in conds:
             for t in range(sub.first, sub.first + sub.count):
                 tasks.setdefault(t, JobState.COMPLETED)
+        for t, st in tasks.items():
+            if st.final:
+                ended[t] = t - sub.first if indexed else None
+        if "Complete" in conds:
             return JobStatus(state=JobState.COMPLETED, exit_code=0, tasks=tasks)
         if "Failed" in conds:
             c = conds["Failed"]
             why = c.get("reason") or "Failed"
             state = JobState.TIMEOUT if why == "DeadlineExceeded" else JobState.FAILED
-            exit_code, pod_reason = self._pod_failure(sub.native_id)
-            if pod_reason == "OOMKilled":
-                state = JobState.OUT_OF_MEMORY
+            exit_code = None
+            if notes:
+                first_state, _, exit_code = notes[min(notes)]
+                if state is JobState.FAILED and first_state is not JobState.FAILED:
+                    state = first_state  # OOMKilled, or a pod's own deadline
             reason = f"{why}: {c.get('message') or ''}".strip().rstrip(":")
-            if exit_code is not None:
-                reason += f" (exit status {exit_code}" + (f", {pod_reason})" if pod_reason else ")")
+            shown = [notes[t][1] for t in sorted(notes)[:3]]
+            if shown:
+                more = f" (and {len(notes) - 3} more)" if len(notes) > 3 else ""
+                reason += "; " + "; ".join(shown) + more
             for t in range(sub.first, sub.first + sub.count):
                 tasks.setdefault(t, state)
+                ended.setdefault(t, t - sub.first if indexed else None)
             return JobStatus(state=state, reason=reason, exit_code=exit_code, tasks=tasks)
         if cancelled or job["metadata"].get("deletionTimestamp"):
             return JobStatus(state=JobState.CANCELLED, reason="cancelled", tasks=tasks)
+        if stuck and not running:
+            now = time.monotonic()
+            since = self._stuck_since.setdefault(sub.native_id, now)
+            if now - since >= self.pending_timeout:
+                reason = (
+                    f"{stuck[0]} (a pod stayed pending for {self.pending_timeout:g} s, the "
+                    "profile's pending_timeout; clustrix deleted the Job)"
+                )
+                self._give_up(sub, reason)
+                for t in range(sub.first, sub.first + sub.count):
+                    tasks.setdefault(t, JobState.FAILED)
+                return JobStatus(state=JobState.FAILED, reason=reason, tasks=tasks)
+            return JobStatus(state=JobState.PENDING, reason=stuck[0], tasks=tasks)
+        self._stuck_since.pop(sub.native_id, None)
         if status.get("active"):
             return JobStatus(state=JobState.RUNNING, tasks=tasks)
         return JobStatus(state=JobState.PENDING, tasks=tasks)
 
-    def _pod_failure(self, job_name: str) -> tuple[int | None, str]:
-        """The exit status and reason of a failed pod of a Job (one list call, once per job)."""
+    def _give_up(self, sub: Submission, reason: str) -> None:
+        """Delete a Job whose pods stayed stuck, marking why on its Secret (for re-attach)."""
         api = self.api
         try:
-            pods = api.raw(
-                api.core.list_namespaced_pod(
-                    self.namespace, label_selector=f"{JOB_NAME}={job_name}", _preload_content=False
-                )
+            api.core.patch_namespaced_secret(
+                sub.location,
+                self.namespace,
+                {"metadata": {"annotations": {GAVE_UP + sub.native_id: reason[:4000]}}},
             )
         except api.ApiException:
-            return None, ""
-        for pod in pods.get("items", []):
-            for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-                term = (cs.get("state") or {}).get("terminated") or {}
-                if term.get("exitCode"):
-                    return int(term["exitCode"]), str(term.get("reason") or "")
-        return None, ""
+            pass
+        self.delete_job(sub.native_id)
 
     def delete_job(self, name: str) -> None:
         api = self.api
@@ -669,8 +946,8 @@ class K8sScheduler(Scheduler):
             if _status_code(exc) != 404:
                 raise TransportError(f"k8s: deleting Job {name} failed: {_api_error(exc)}") from exc
 
-    def _marked_cancelled(self, sub: Submission) -> bool:
-        """Whether the job's Secret says clustrix cancelled this Job (for a Job that is gone)."""
+    def _marks(self, sub: Submission) -> dict[str, str]:
+        """The annotations of the job's Secret (clustrix's marks on Jobs that are gone)."""
         api = self.api
         try:
             secret = api.raw(
@@ -679,9 +956,8 @@ class K8sScheduler(Scheduler):
                 )
             )
         except api.ApiException:
-            return False
-        annotations = secret["metadata"].get("annotations") or {}
-        return CANCELLED + sub.native_id in annotations
+            return {}
+        return dict(secret["metadata"].get("annotations") or {})
 
     def cancel(self, submissions: Sequence[Submission]) -> None:
         api = self.api
@@ -698,4 +974,12 @@ class K8sScheduler(Scheduler):
             self.delete_job(sub.native_id)
 
 
-__all__ = ["K8sScheduler", "SecretStore", "object_name", "parse_indexes"]
+__all__ = [
+    "K8sScheduler",
+    "SecretStore",
+    "cpu_quantity",
+    "describe_pod",
+    "memory_quantity",
+    "object_name",
+    "parse_indexes",
+]
