@@ -88,7 +88,7 @@ def test_script_matches_golden_file(name: str) -> None:
 def test_environment_modules_and_setup_are_in_env_sh(tmp_path: Any) -> None:
     """The script sources env.sh (0600) of the job directory; env.sh holds the values."""
     script = render(*CASES["full_single"])
-    assert f". {JOB_DIR}/env.sh || exit 96\n" in script
+    assert f"cd {JOB_DIR} || exit 97\n" in script and "\n. ./env.sh || exit 96\n" in script
     for value in ("OMP_NUM_THREADS", "GREETING", "module load", "ulimit", "activate"):
         assert value not in script
     sched, transport, job = submitting(tmp_path, "3", FULL)

@@ -23,7 +23,7 @@ def scheduler(transport, **values):
 def test_directives_and_array(recording_transport):
     sched = scheduler(recording_transport, cores=2, memory="1GiB", time="1h")
     job = JobSpec(
-        job_id="j1", name="clustrix-fit", job_dir="/w/j1", ntasks=4, python="python3", profile=sched.profile
+        job_id="j1", name="clustrix-fit", location="/w/j1", ntasks=4, python="python3", profile=sched.profile
     )
     script = sched.render_script(job, first=0, count=4, array=True)
     assert "#SPOOL --array=0-3" in script
@@ -36,7 +36,7 @@ def test_submit_parses_the_job_id(recording_transport, tmp_path):
     recording_transport.answers["spool-submit"] = (0, "17\n", "")
     sched = scheduler(recording_transport)
     job = JobSpec(
-        job_id="j1", name="t", job_dir=str(tmp_path), ntasks=1, python="python3", profile=sched.profile
+        job_id="j1", name="t", location=str(tmp_path), ntasks=1, python="python3", profile=sched.profile
     )
     [sub] = sched.submit(job)
     assert sub.native_id == "17"
@@ -64,7 +64,7 @@ def test_one_status_command_for_many_jobs(recording_transport):
 
     recording_transport.answers["spool-status"] = answer
     sched = scheduler(recording_transport)
-    subs = [Submission(native_id="1", job_dir="/a", count=4), Submission(native_id="4", job_dir="/b")]
+    subs = [Submission(native_id="1", location="/a", count=4), Submission(native_id="4", location="/b")]
     out = sched.statuses(subs)
     assert out["1"].state is JobState.PENDING  # tasks 2 and 3 still queued
     assert out["1"].tasks == {2: JobState.PENDING, 3: JobState.PENDING}
@@ -74,7 +74,7 @@ def test_one_status_command_for_many_jobs(recording_transport):
 
 def test_final_status_of_an_array(recording_transport):
     recording_transport.answers["spool-status"] = (0, (DATA / "status-all.txt").read_text(), "")
-    status = scheduler(recording_transport).final_status(Submission(native_id="1", job_dir="/a", count=4))
+    status = scheduler(recording_transport).final_status(Submission(native_id="1", location="/a", count=4))
     assert (status.state, status.exit_code, status.reason) == (JobState.FAILED, 3, "exit status 3")
     assert status.tasks == {
         0: JobState.COMPLETED,
