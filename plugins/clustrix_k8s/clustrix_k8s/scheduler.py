@@ -103,9 +103,20 @@ _CPU_QUANTITY = re.compile(r"(\d+(\.\d{1,3})?|\d+m)")
 
 
 def memory_quantity(nbytes: int) -> str:
-    """Bytes as a Kubernetes quantity: ``Gi``/``Mi``/``Ki`` when exact, else plain bytes
-    (``"1.5GiB"`` -> ``1536Mi``, ``"8GB"`` -> ``8000000000``)."""
-    for unit, size in (("Ti", 1024**4), ("Gi", 1024**3), ("Mi", 1024**2), ("Ki", 1024)):
+    """Bytes as a Kubernetes quantity, exact: the largest binary (``Gi``, ``Mi``) or decimal
+    (``G``, ``M``) suffix that divides it, else plain bytes (``"1.5GiB"`` -> ``1536Mi``,
+    ``"8GB"`` -> ``8G``, ``1000`` -> ``1k``)."""
+    units = (
+        ("Ti", 1024**4),
+        ("T", 1000**4),
+        ("Gi", 1024**3),
+        ("G", 1000**3),
+        ("Mi", 1024**2),
+        ("M", 1000**2),
+        ("Ki", 1024),
+        ("k", 1000),
+    )
+    for unit, size in units:
         if nbytes % size == 0:
             return f"{nbytes // size}{unit}"
     return str(nbytes)
