@@ -228,8 +228,8 @@ def rebuild_exception(outcome: dict[str, Any]) -> BaseException:
             exc = pickle.loads(outcome["exc"])  # noqa: S301 - authenticated result
         except Exception:
             exc = None
-    if not isinstance(exc, BaseException):
-        exc = _exception_by_name(outcome)
+    if not isinstance(exc, BaseException) or not _named_here(type(exc)):
+        exc = _exception_by_name(outcome)  # not a class rebuilt by value that exists nowhere here
     type_name = f"{outcome.get('module', '')}.{outcome['type']}".lstrip(".")
     if isinstance(exc, (SystemExit, KeyboardInterrupt)) or (
         exc is None and outcome.get("module") == "builtins" and outcome["type"] in _EXITS
@@ -248,6 +248,16 @@ def rebuild_exception(outcome: dict[str, Any]) -> BaseException:
 
 
 _EXITS = ("SystemExit", "KeyboardInterrupt")
+
+
+def _named_here(cls: type) -> bool:
+    """Whether ``cls`` is what its module and qualified name name in this process."""
+    import sys
+
+    obj: Any = sys.modules.get(cls.__module__)
+    for part in cls.__qualname__.split("."):
+        obj = getattr(obj, part, None)
+    return obj is cls
 
 
 def _exception_by_name(outcome: dict[str, Any]) -> BaseException | None:
