@@ -377,7 +377,8 @@ class SecretStore(JobStore):
                 indexes = [i for i in found if i is not None]
         job_id = self.job_id(location)
         by_task = self.pods(location, indexes)
-        for t in want:
+
+        def read(t: int) -> None:
             for pod in by_task.get(t, []):
                 if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
                     continue
@@ -385,14 +386,26 @@ class SecretStore(JobStore):
                 if blob is not None:
                     with self._lock:
                         self._results[(location, t)] = (printed, blob)
-                    break
+                    return
+
+        if len(want) < 4:
+            for t in want:
+                read(t)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="clustrix-k8s-log") as pool:
+            list(pool.map(read, want))
 
     def ready(self, location: str, tasks: Sequence[int]) -> set[int]:
         self._scan(location, tasks)
         return {t for t in tasks if (location, t) in self._results}
 
     def fetch(self, location: str, task: int) -> bytes | None:
-        self._scan(location, [task])
+        # the executor fetches the tasks of a finished job one by one: read every ended task's
+        # log at the first (one pod list for all, logs read concurrently)
+        ended = self.scheduler.ended_tasks(location)
+        self._scan(location, sorted({task, *(ended or ())}))
         got = self._results.get((location, task))
         return got[1] if got else None
 
