@@ -614,7 +614,14 @@ class BatchScheduler(Scheduler):
     def cancel(self, submissions: Sequence[Submission]) -> None:
         if submissions:
             self._cancelled.update(s.native_id for s in submissions)
-            self.run(self.cancel_argv([s.native_id for s in submissions]))
+            result = self.run(self.cancel_argv([s.native_id for s in submissions]))
+            if not result.ok:  # the jobs may still run: say so (they stay watched and recorded)
+                logger.warning(
+                    "clustrix: %s exited %s: %s",
+                    " ".join(result.argv),
+                    result.returncode,
+                    (result.stderr or result.stdout).strip()[-1000:],
+                )
 
 
 _WORK_DIR_BAD = set("\\\"'`$#")
