@@ -5,6 +5,8 @@ its record is never rewritten by looking at it again."""
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from typing import Any
 
@@ -49,10 +51,40 @@ class JobHandle:
             return f"{self.record.state} (recorded {_when(self.record.finished_at)})" + _reason(
                 self.record
             )
+        if not self.record.submissions:
+            return self._unsubmitted()
         statuses = self.executor.job_statuses(self.record)
         return ", ".join(
             f"{sid}: {st.state}" + (f" ({st.reason})" if st.reason else "")
             for sid, st in statuses.items()
+        )
+
+    def _unsubmitted(self) -> str:
+        """A job the scheduler never acknowledged: still being submitted, refused, or abandoned
+        by a process that died on the way (then what its job directory shows)."""
+        record = self.record
+        if record.state != "STAGED":
+            return f"{record.state}: never accepted by the scheduler" + _reason(record)
+        host, _, pid = record.client.rpartition(":")
+        who = f"process {pid} on {host}" if pid else "the process that staged it"
+        if host == socket.gethostname() and pid.isdigit() and _pid_alive(int(pid)):
+            return f"STAGED: being submitted by {who} (staged {_when(record.submitted_at)})"
+        try:
+            ready = sorted(self.executor.results_ready(record))
+        except Exception:  # the directory is gone or unreachable: no evidence that it ran
+            ready = []
+        if ready:
+            tasks = ", ".join(map(str, ready))
+            return (
+                f"STAGED: {who} ended during the submission, before the scheduler's job id was "
+                f"recorded; the job ran all the same: its directory {record.job_dir} holds the "
+                f"results of task(s) {tasks} of {record.ntasks}, but clustrix cannot watch or "
+                "cancel it (look for it with the scheduler's own commands)"
+            )
+        return (
+            f"STAGED: never submitted: {who} ended (killed?) after staging it "
+            f"{_when(record.submitted_at)} and before the scheduler accepted it; its job "
+            f"directory {record.job_dir} shows no results. Submit the call again"
         )
 
     def result(self, timeout: float | None = None) -> Any:
@@ -71,6 +103,16 @@ class JobHandle:
             self.executor.read_log(self.record, "out", task),
             self.executor.read_log(self.record, "err", task),
         )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _when(at: float | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import stat
 import threading
@@ -50,6 +51,9 @@ class JobRecord:
     """The interpreter the job runs with (a prepared environment's, when the profile has one)."""
     state: str = "STAGED"
     reason: str = ""
+    client: str = attrs.field(factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    """``host:pid`` of the process that staged and submitted it (to tell a submission in
+    progress from one whose process died before the scheduler accepted the job)."""
     submitted_at: float = attrs.field(factory=time.time)
     finished_at: float | None = None
 
@@ -129,6 +133,8 @@ class Registry:
                 )
             if stat.S_IMODE(before.st_mode) & 0o077:
                 os.fchmod(fd, 0o600)  # ours, through the descriptor: never another file
+            if before.st_size == 0:  # new, or made again after it was deleted: create the table
+                self._ready = False
             conn = sqlite3.connect(str(path), timeout=30)
             try:
                 after = os.lstat(path)
@@ -163,15 +169,17 @@ class Registry:
                 values,
             )
 
-    def update(self, job_id: str, **changes: Any) -> None:
+    def update(self, job_id: str, **changes: Any) -> int:
+        """Change the record of ``job_id``; how many records changed (0: it is not there)."""
         if not changes:
-            return
+            return 1
         cols = ", ".join(f"{k} = ?" for k in changes)
         with self._db() as db:
-            db.execute(
+            cursor = db.execute(
                 f"UPDATE jobs SET {cols} WHERE job_id = ?",
                 [*(_encode(k, v) for k, v in changes.items()), job_id],
             )
+            return cursor.rowcount
 
     def get(self, job_id: str) -> JobRecord:
         with self._db() as db:
