@@ -9,6 +9,7 @@ import logging
 import pickle
 import re
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -562,8 +563,7 @@ class ClusterExecutor(cf.Executor):
             tasks=[list(t) for t in tasks],
             python=python,
         )
-        registry = get_registry()
-        registry.add(record)
+        _record(record, "staged", add=True)
         job = _Job(self, record, len(calls))
         if len(tasks) > 1:
             job.progress = Progress(f"{name} map", len(calls), len(tasks))
@@ -578,13 +578,20 @@ class ClusterExecutor(cf.Executor):
         try:
             job.submissions = backend.scheduler.submit(spec)
         except BaseException as exc:
-            registry.update(
-                job_id, state="SUBMIT_FAILED", reason=str(exc)[:1000], finished_at=time.time()
+            _record(
+                record,
+                "refused by the scheduler",
+                state="SUBMIT_FAILED",
+                reason=str(exc)[:1000],
+                finished_at=time.time(),
             )
             raise
-        record.submissions = [_sub_dict(s) for s in job.submissions]
-        record.state = "SUBMITTED"
-        registry.update(job_id, submissions=record.submissions, state="SUBMITTED")
+        _record(
+            record,
+            f"submitted as {','.join(s.native_id for s in job.submissions)}",
+            submissions=[_sub_dict(s) for s in job.submissions],
+            state="SUBMITTED",
+        )
         job.spec = spec
         get_plugin_manager().hook.clustrix_job_submitted(record=record)
         logger.info(
@@ -612,7 +619,7 @@ class ClusterExecutor(cf.Executor):
     def _cancel_job(self, job: _Job) -> None:
         """Cancel the real job (every submission of it) and record that."""
         self.monitor.cancel(job.submissions)
-        get_registry().update(job.record.job_id, state="CANCELLED", finished_at=time.time())
+        _record(job.record, "cancelled", state="CANCELLED", finished_at=time.time())
 
     # ------------------------------------------------------------ the monitor's side
     def _update(self, job: _Job, statuses: dict[str, JobStatus]) -> bool:
@@ -657,8 +664,19 @@ class ClusterExecutor(cf.Executor):
     def _collect_ready(self, job: _Job) -> bool:
         pending = [t for t in range(job.record.ntasks) if t not in job.collected]
         ready = sorted(self.backend.store.ready(job.location, pending))
+        deliveries: list[tuple[ClusterFuture, Any, BaseException | None]] = []
         for t in ready:
-            _deliver_all(self._collect_task(job, t) or ())
+            deliveries.extend(self._collect_task(job, t) or ())
+        if ready and len(job.collected) == job.record.ntasks:
+            # every result is in before the scheduler says the job ended: record the outcome
+            # before the last delivery, since the caller's process may exit at once
+            raised = any(exc is not None for _, _, exc in deliveries) or any(
+                f.done() and not f.cancelled() and f.exception() is not None for f in job.futures
+            )
+            final = "COMPLETED_WITH_ERRORS" if raised else "COMPLETED"
+            job.record.state = final
+            get_registry().update(job.record.job_id, state=final, finished_at=time.time())
+        _deliver_all(deliveries)
         return bool(ready)
 
     def _collect_task(
@@ -742,8 +760,11 @@ class ClusterExecutor(cf.Executor):
             job.submissions = self.backend.scheduler.submit(
                 attrs.evolve(job.spec, only=tuple(missing))
             )
-            job.record.submissions = [_sub_dict(s) for s in job.submissions]
-            get_registry().update(job.record.job_id, submissions=job.record.submissions)
+            _record(
+                job.record,
+                f"resubmitted as {','.join(s.native_id for s in job.submissions)}",
+                submissions=[_sub_dict(s) for s in job.submissions],
+            )
             job.lost_polls, job.lost_since = 0, None
             return
         for t in missing:
@@ -784,9 +805,7 @@ class ClusterExecutor(cf.Executor):
         )
         if clean:
             self._keep_logs(job)  # before delivery: fut.stdout() works at once and after cleanup
-        get_registry().update(
-            job.record.job_id, state=final, reason=worst.reason[:1000], finished_at=time.time()
-        )
+        _record(job.record, final, state=final, reason=worst.reason[:1000], finished_at=time.time())
         _deliver_all(deliveries)  # after the registry knows, so a process may exit at once
         get_plugin_manager().hook.clustrix_job_finished(record=job.record, state=final)
         try:
@@ -804,6 +823,36 @@ class ClusterExecutor(cf.Executor):
                     keep_log(job.record.job_id, stream, t, text)
                 except Exception as exc:  # keeping a copy must never cost a result
                     logger.warning("clustrix: could not keep the %s of %s: %s", stream, job, exc)
+
+
+def _record(record: JobRecord, what: str, *, add: bool = False, **changes: Any) -> None:
+    """Apply ``changes`` to ``record`` and write them to the registry (``add``: the whole new
+    record). The registry never costs a job or a result: when it cannot be written (locked for
+    too long, deleted, read-only) the user is told what was not recorded, and a record that
+    vanished with a deleted registry file is written again whole."""
+    for key, value in changes.items():
+        setattr(record, key, value)
+    registry = get_registry()
+    try:
+        if add or registry.update(record.job_id, **changes) == 0:
+            if not add:
+                logger.warning(
+                    "clustrix: job %s was missing from the job registry %s (deleted?); "
+                    "recording it again",
+                    record.job_id,
+                    registry.path,
+                )
+            registry.add(record)
+    except (sqlite3.Error, ClustrixError, OSError) as exc:
+        logger.warning(
+            "clustrix: job %s %s: not recorded in the job registry %s (%s). The job runs and "
+            "this process collects its results, but `clustrix jobs` and attach() will not "
+            "know this",
+            record.job_id,
+            what,
+            registry.path,
+            exc,
+        )
 
 
 def _check_task_size(store: JobStore, inputs: dict[str, bytes], ntasks: int) -> None:
