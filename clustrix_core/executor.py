@@ -674,8 +674,7 @@ class ClusterExecutor(cf.Executor):
                 f.done() and not f.cancelled() and f.exception() is not None for f in job.futures
             )
             final = "COMPLETED_WITH_ERRORS" if raised else "COMPLETED"
-            job.record.state = final
-            get_registry().update(job.record.job_id, state=final, finished_at=time.time())
+            _record(job.record, final, state=final, finished_at=time.time())
         _deliver_all(deliveries)
         return bool(ready)
 
