@@ -696,7 +696,7 @@ class ClusterExecutor(cf.Executor):
                 job_id=job.record.job_id,
                 task=task,
                 ncalls=stop - start,
-                what=f"the result of task {task} ({job.location})",
+                what=f"the result of task {task} ({self.backend.store.result_name(job.location, task)})",
             )
         except IntegrityError as exc:
             return [(fut, None, exc) for fut in futures]

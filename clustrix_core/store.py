@@ -55,6 +55,10 @@ class JobStore:
         """The sealed result of ``task``, or None when there is none (yet)."""
         raise NotImplementedError
 
+    def result_name(self, location: str, task: int) -> str:
+        """Where the result of ``task`` is kept, for messages (a file, an object, a log)."""
+        return f"{location}, task {task}"
+
     def log(self, location: str, stream: str, task: int, *, tail: int | None = None) -> str:
         """The text ``stream`` (``"out"`` or ``"err"``) of ``task`` so far, its last ``tail``
         bytes when given; "" when there is none."""
@@ -120,6 +124,9 @@ class FileStore(JobStore):
             return self.transport.get_bytes(f"{location}/result.{task}")
         except (FileNotFoundError, OSError, TransportError):
             return None
+
+    def result_name(self, location: str, task: int) -> str:
+        return f"{location}/result.{task}"
 
     def log(self, location: str, stream: str, task: int, *, tail: int | None = None) -> str:
         return self.transport.get_text(f"{location}/{stream}.{task}", tail=tail)
