@@ -25,7 +25,8 @@ class TestK8sConformance(SchedulerConformance):
     def test_one_status_query_per_poll(self, executor: ClusterExecutor) -> None:
         """The suite's version counts commands run through the transport; a k8s poll runs none
         but calls the API server. The same property, counted as API calls: a poll of four busy
-        jobs makes two (one Job list and one Pod list, both by label), whatever their number."""
+        jobs makes one Job list by label, plus one Pod list by label every few seconds (or when
+        a job shows a failure): never more than two, whatever the number of jobs."""
 
         def nap(x: float) -> float:
             time.sleep(x)
@@ -60,5 +61,5 @@ class TestK8sConformance(SchedulerConformance):
             del sched.statuses
         busy = [c for c in counts if c[0] == 4 and c[2] == 0]
         assert busy, counts
-        assert all(calls == 2 for _, calls, _ in busy), counts
-        assert all(calls <= 2 for _, calls, _ in counts), counts
+        assert all(1 <= calls <= 2 for _, calls, _ in counts), counts
+        assert any(calls == 1 for _, calls, _ in busy), counts

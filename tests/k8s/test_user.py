@@ -40,7 +40,8 @@ def raises(x: int) -> None:
 def py36(
     request: pytest.FixtureRequest, executors: Callable[..., ClusterExecutor]
 ) -> ClusterExecutor:
-    if not any(v.startswith("3.6.") for v in os.listdir(os.path.expanduser("~/.pyenv/versions"))):
+    versions = os.path.expanduser("~/.pyenv/versions")
+    if not os.path.isdir(versions) or not any(v.startswith("3.6.") for v in os.listdir(versions)):
         pytest.skip("pyenv has no Python 3.6 for the emulator's python:3.6 images")
     extra = {"remote_python": "3.6"} if request.param == "declared" else {}
     return executors("k8s", image=PY36, **extra)

@@ -5,9 +5,9 @@ the runner writes the sealed outcome framed on stdout, which comes back through 
 (:func:`clustrix_core.store.split_framed_output`). Everything created carries the labels
 ``app.kubernetes.io/managed-by=clustrix`` and ``clustrix.io/job-id=<id>``.
 
-A poll of every watched job costs two API calls: one Job list (by label) and, unless every
-watched Job is complete, one Pod list (by label, pods not ``Succeeded``) that tells running
-tasks and the pod-level reasons of failures (OOMKilled, DeadlineExceeded, exit statuses) and of
+A poll of every watched job costs one or two API calls: one Job list (by label) and, when a
+watched Job shows a new failure or every ``POD_LIST_INTERVAL`` seconds while one is unfinished,
+one Pod list (by label, pods not ``Succeeded``) that tells running tasks and the pod-level reasons of failures (OOMKilled, DeadlineExceeded, exit statuses) and of
 pods stuck pending (Unschedulable, ErrImagePull/ImagePullBackOff, CreateContainerConfigError);
 a job whose pods stay stuck for the profile's ``pending_timeout`` is deleted and fails with that
 reason.
@@ -52,6 +52,9 @@ SECRET_BYTES = 1024 * 1024
 """The API server's limit on a Secret's data (``MaxSecretSize``)."""
 MAX_TASK_BYTES = SECRET_BYTES - 8 * 1024
 GPU_RESOURCE = "nvidia.com/gpu"
+POD_LIST_INTERVAL = 5.0
+"""Seconds between Pod lists while no watched job has a new failure (pods pending or running are
+looked at that often; a failure is explained at the poll that sees it)."""
 DEFAULT_PENDING_TIMEOUT = 300.0
 STUCK_WAITING = frozenset(
     {
@@ -466,6 +469,9 @@ class K8sScheduler(Scheduler):
         self._api_lock = threading.Lock()
         self._finals: dict[str, JobStatus] = {}
         self._stuck_since: dict[str, float] = {}
+        self._seen_failed: dict[str, tuple[Any, Any]] = {}
+        self._pods_listed = 0.0
+        self._last_pods: dict[str, list[dict[str, Any]]] = {}
         self._ended: dict[str, dict[int, int | None]] = {}
         self._notes: dict[tuple[str, int], str] = {}
 
@@ -822,13 +828,27 @@ class K8sScheduler(Scheduler):
         except api.ApiException as exc:
             raise TransportError(f"k8s: listing Jobs failed: {_api_error(exc)}") from exc
         by_name = {j["metadata"]["name"]: j for j in listing.get("items", [])}
-        unfinished = {
-            str((by_name[s.native_id]["metadata"].get("labels") or {}).get(JOB_ID))
-            for s in ask
-            if s.native_id in by_name and not _conditions(by_name[s.native_id]).get("Complete")
-        }
+        unfinished: set[str] = set()
+        urgent = False  # a failure to explain: list the pods now
+        for sub in ask:
+            job = by_name.get(sub.native_id)
+            if job is None:
+                continue
+            conds = _conditions(job)
+            if "Complete" in conds:
+                continue
+            unfinished.add(str((job["metadata"].get("labels") or {}).get(JOB_ID)))
+            st = job.get("status") or {}
+            failed = (st.get("failedIndexes"), st.get("failed"))
+            if "Failed" in conds or failed != self._seen_failed.get(sub.native_id, (None, None)):
+                urgent = True
+                self._seen_failed[sub.native_id] = failed
+        # pods waiting (pending or not ready) are looked at every few seconds, not every poll
+        now = time.monotonic()
+        due = now - self._pods_listed >= min(POD_LIST_INTERVAL, self.pending_timeout / 4)
         pods: dict[str, list[dict[str, Any]]] = {}
-        if unfinished:
+        if unfinished and (urgent or due):
+            self._pods_listed = now
             try:
                 got = api.raw(
                     api.core.list_namespaced_pod(
@@ -847,11 +867,19 @@ class K8sScheduler(Scheduler):
                     pods.setdefault(owner, []).append(pod)
             for group in pods.values():
                 group.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True)
+        listed = bool(unfinished and (urgent or due))
         for sub in ask:
-            status = self._status_of(sub, by_name.get(sub.native_id), pods.get(sub.native_id, []))
+            found = by_name.get(sub.native_id)
+            if not listed and found is not None and sub.native_id in self._last_pods:
+                group = self._last_pods[sub.native_id]  # the last look at its pods
+            else:
+                group = pods.get(sub.native_id, [])
+                self._last_pods[sub.native_id] = group
+            status = self._status_of(sub, found, group)
             if status.state.final:
                 self._finals[sub.native_id] = status
                 self._stuck_since.pop(sub.native_id, None)
+                self._last_pods.pop(sub.native_id, None)
             out[sub.native_id] = status
         return out
 
@@ -905,7 +933,8 @@ class K8sScheduler(Scheduler):
                 tasks[task] = state
         if "Complete" in conds:
             for t in range(sub.first, sub.first + sub.count):
-                tasks.setdefault(t, JobState.COMPLETED)
+                if t not in tasks or not tasks[t].final:  # a pod seen running has finished
+                    tasks[t] = JobState.COMPLETED
         for t, st in tasks.items():
             if st.final:
                 ended[t] = t - sub.first if indexed else None
@@ -926,7 +955,8 @@ class K8sScheduler(Scheduler):
                 more = f" (and {len(notes) - 3} more)" if len(notes) > 3 else ""
                 reason += "; " + "; ".join(shown) + more
             for t in range(sub.first, sub.first + sub.count):
-                tasks.setdefault(t, state)
+                if t not in tasks or not tasks[t].final:
+                    tasks[t] = state
                 ended.setdefault(t, t - sub.first if indexed else None)
             return JobStatus(state=state, reason=reason, exit_code=exit_code, tasks=tasks)
         if cancelled or job["metadata"].get("deletionTimestamp"):
@@ -941,7 +971,8 @@ class K8sScheduler(Scheduler):
                 )
                 self._give_up(sub, reason)
                 for t in range(sub.first, sub.first + sub.count):
-                    tasks.setdefault(t, JobState.FAILED)
+                    if t not in tasks or not tasks[t].final:
+                        tasks[t] = JobState.FAILED
                 return JobStatus(state=JobState.FAILED, reason=reason, tasks=tasks)
             return JobStatus(state=JobState.PENDING, reason=stuck[0], tasks=tasks)
         self._stuck_since.pop(sub.native_id, None)
