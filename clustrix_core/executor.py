@@ -769,10 +769,12 @@ class ClusterExecutor(cf.Executor):
         for t in missing:
             start, stop = job.record.tasks[t]
             state = worst.state
+            code = worst.exit_code
             for sub in job.submissions:
                 if sub.first <= t < sub.first + sub.count:
                     st = statuses[sub.native_id]
                     state = st.tasks.get(t, st.state)
+                    code = st.exit_code
             if state is JobState.COMPLETED:
                 state = JobState.LOST
             tail = job.read_log("err", t, tail=3000)
@@ -780,6 +782,9 @@ class ClusterExecutor(cf.Executor):
             if extra.strip():
                 tail = f"{tail.rstrip()}\n{extra.strip()}".strip()
             reason = worst.reason or ""
+            if code in _RUNNER_WRITE_FAILURES and state is JobState.FAILED:
+                reason = f"{reason}; " if reason else ""
+                reason += _RUNNER_WRITE_FAILURES[code].format(location=job.location)
             msg = (
                 f"job {job.record.job_id} (native id {','.join(job.record.native_ids)}, task {t}) "
                 f"ended {state} without a result" + (f": {reason}" if reason else "")
@@ -852,6 +857,16 @@ def _record(record: JobRecord, what: str, *, add: bool = False, **changes: Any) 
             registry.path,
             exc,
         )
+
+
+_RUNNER_WRITE_FAILURES = {
+    runner.EXIT_UNWRITABLE: "the runner could not write the result into {location} (exit status "
+    f"{runner.EXIT_UNWRITABLE}; the reason is in the job's stderr, if that could be written)",
+    runner.EXIT_NO_SPACE: "the runner could not write the result into {location}: no space left "
+    f"on the device or a disk quota exceeded (exit status {runner.EXIT_NO_SPACE})",
+}
+"""What the runner's own exit statuses for an unwritable outcome tell (its stderr may be on the
+same full disk)."""
 
 
 def _check_task_size(store: JobStore, inputs: dict[str, bytes], ntasks: int) -> None:

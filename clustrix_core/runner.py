@@ -14,9 +14,10 @@
 # task and its direction), loads the first encoding it can, runs the calls of task TASK, and
 # writes the sealed outcome atomically (temp file + rename). Exit status: 0 every call returned,
 # 1 a call raised, 2 the inputs could not be verified or loaded, 3 the outcome could not be
-# written.
+# written, 4 the outcome could not be written for lack of space (a full disk or a quota).
 import base64
 import builtins
+import errno
 import hashlib
 import hmac
 import linecache
@@ -32,7 +33,7 @@ CALLS_MAGIC = b"CLUSTRIX-CALLS 2\n"
 RESULT_MAGIC = b"CLUSTRIX-RESULT 2\n"
 FRAME_BEGIN = "-----BEGIN CLUSTRIX OUTCOME %s %d-----"
 FRAME_END = "-----END CLUSTRIX OUTCOME-----"
-EXIT_OK, EXIT_RAISED, EXIT_BROKEN, EXIT_UNWRITABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_RAISED, EXIT_BROKEN, EXIT_UNWRITABLE, EXIT_NO_SPACE = 0, 1, 2, 3, 4
 
 
 def sign(key, magic, context, body):
@@ -403,8 +404,14 @@ def main(argv):
     try:
         deliver(output, job_id, task, key, report, protocol)
     except Exception as exc:
-        sys.stderr.write("clustrix runner: cannot write the result of task %d to %s: %s\n"
-                         % (task, output, exc))
+        try:  # the log may sit on the same full disk: the exit status must tell it all
+            sys.stderr.write("clustrix runner: cannot write the result of task %d to %s: %s\n"
+                             % (task, output, exc))
+            sys.stderr.flush()
+        except Exception:
+            pass
+        if getattr(exc, "errno", None) in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+            return EXIT_NO_SPACE
         return EXIT_UNWRITABLE
     return status
 
@@ -423,4 +430,14 @@ def _job_id_of(inputs):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    code = main(sys.argv)
+    if code in (EXIT_UNWRITABLE, EXIT_NO_SPACE):
+        # flushing buffered output at exit would fail again on a full disk and turn the exit
+        # status into 120: flush what can be, then leave with this status
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code)
+    sys.exit(code)
