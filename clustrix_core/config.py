@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 import sys
 import threading
@@ -35,8 +36,45 @@ def _str_tuple(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
-        return (value,)
+        value = (value,)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{value!r} must be a string or a list of strings")
+    for item in value:
+        try:
+            _check_text(item)
+        except ConfigError as exc:  # a converter: build_profile names the key (_culprit)
+            raise TypeError(str(exc)) from None
     return tuple(value)
+
+
+def _check_text(value: str, key: str = "") -> None:
+    """Refuse text no shell, file name or environment can carry (NUL, lone surrogates)."""
+    what = f"{key}={value!r}" if key else repr(value)
+    if "\x00" in value:
+        raise ConfigError(f"{what} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{what} is not valid text (a lone surrogate)") from None
+
+
+def _number(key: str, *, optional: bool = False, positive: bool = True):
+    def check(_inst: Any, _attr: Any, value: Any) -> None:
+        if value is None and optional:
+            return
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or value != value  # NaN
+            or value in (float("inf"), float("-inf"))
+            or value < 0
+            or (positive and value == 0)
+        ):
+            raise ConfigError(
+                f"{key}={value!r} must be a number of seconds {'> 0' if positive else '>= 0'}"
+            )
+
+    return check
 
 
 def _opt_pos_int(key: str):
@@ -61,6 +99,8 @@ def _opt_str(key: str):
     def check(_inst: Any, _attr: Any, value: Any) -> None:
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{key}={value!r} must be a string")
+        if value is not None:
+            _check_text(value, key)
 
     return check
 
@@ -88,8 +128,11 @@ def _env(value: Any) -> dict[str, str]:
         raise ConfigError(f"env={value!r} must be a table of NAME = value")
     out = {}
     for k, v in value.items():
-        if not isinstance(k, str) or not k.isidentifier():
+        if not isinstance(k, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
             raise ConfigError(f"env key {k!r} is not a valid environment variable name")
+        if not isinstance(v, (str, int, float)) or isinstance(v, bool):
+            raise ConfigError(f"env value {k}={v!r} must be a string or a number")
+        _check_text(str(v), f"env value {k}")
         out[k] = str(v)
     return out
 
@@ -136,12 +179,16 @@ class Profile:
     retries: int = attrs.field(default=0, validator=_nonneg_int("retries"))
     serializer: str = attrs.field(default="auto", validator=_choice("serializer", _SERIALIZERS))
     cleanup: str = attrs.field(default="on_success", validator=_choice("cleanup", _CLEANUP))
-    poll_min: float | None = None
+    poll_min: float | None = attrs.field(
+        default=None, validator=_number("poll_min", optional=True, positive=False)
+    )
     """Fastest status-poll interval (seconds); default: the scheduler's ``poll_min``."""
-    poll_max: float = 2.0
-    command_timeout: float = 120.0
+    poll_max: float = attrs.field(default=2.0, validator=_number("poll_max"))
+    command_timeout: float = attrs.field(default=120.0, validator=_number("command_timeout"))
     """Seconds a scheduler command (submit, status, cancel) may take before it counts as failed."""
-    status_patience: float = 60.0
+    status_patience: float = attrs.field(
+        default=60.0, validator=_number("status_patience", positive=False)
+    )
     """Seconds of consecutive failed status queries (at least 5 of them) after which the waiting
     futures fail with the error, instead of waiting for ever (the jobs stay re-attachable)."""
     options: dict[str, Any] = attrs.field(factory=dict)
@@ -198,7 +245,17 @@ def build_profile(
     except ConfigError as exc:
         raise ConfigError(f"profile {name!r}: {exc}") from None
     except TypeError as exc:
-        raise ConfigError(f"profile {name!r}: {exc}") from None
+        raise ConfigError(f"profile {name!r}: {_culprit(name, core, exc)}") from None
+
+
+def _culprit(name: str, values: Mapping[str, Any], exc: TypeError) -> str:
+    """Which value made building a profile fail with ``exc`` (a converter's TypeError)."""
+    for key, value in values.items():
+        try:
+            Profile(name=name, **{key: value})
+        except (TypeError, ConfigError) as own:
+            return f"{key}={value!r}: {own}"
+    return str(exc)
 
 
 def _declared_options(scheduler: str, transport: str) -> dict[str, str]:
