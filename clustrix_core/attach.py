@@ -35,7 +35,8 @@ class JobHandle:
         if self._futures is None:
             if self.finished:
                 ready = self.executor.results_ready(self.record)
-                if len(ready) < self.record.ntasks:
+                partial = self.record.state in ("CANCELLED", "FAILED")  # the others never ran
+                if not ready or (len(ready) < self.record.ntasks and not partial):
                     raise ClustrixError(
                         f"job {self.record.job_id} finished {self.record.state} "
                         f"{_when(self.record.finished_at)}{_reason(self.record)}; its results "

@@ -586,11 +586,14 @@ class ClusterExecutor(cf.Executor):
                 finished_at=time.time(),
             )
             raise
+        # cancelled (`clustrix cancel` from another process) while being submitted: the
+        # scheduler's job is cancelled as soon as its id is known, never left running
+        cancelled = _cancelled_meanwhile(record)
         _record(
             record,
             f"submitted as {','.join(s.native_id for s in job.submissions)}",
             submissions=[_sub_dict(s) for s in job.submissions],
-            state="SUBMITTED",
+            state="CANCELLED" if cancelled else "SUBMITTED",
         )
         job.spec = spec
         get_plugin_manager().hook.clustrix_job_submitted(record=record)
@@ -601,7 +604,12 @@ class ClusterExecutor(cf.Executor):
             len(tasks),
             ",".join(record.native_ids),
         )
-        return self._track(job)
+        self._track(job)
+        if cancelled:
+            logger.warning("clustrix: job %s was cancelled while being submitted", job_id)
+            for fut in job.futures:
+                fut.cancel()
+        return job
 
     def _track(self, job: _Job) -> _Job:
         with self._lock:
@@ -827,6 +835,14 @@ class ClusterExecutor(cf.Executor):
                     keep_log(job.record.job_id, stream, t, text)
                 except Exception as exc:  # keeping a copy must never cost a result
                     logger.warning("clustrix: could not keep the %s of %s: %s", stream, job, exc)
+
+
+def _cancelled_meanwhile(record: JobRecord) -> bool:
+    """Whether the registry says the job was cancelled (by another process) since it was staged."""
+    try:
+        return get_registry().get(record.job_id).state == "CANCELLED"
+    except Exception:  # an unreadable registry must not cost the job
+        return False
 
 
 def _record(record: JobRecord, what: str, *, add: bool = False, **changes: Any) -> None:
