@@ -125,6 +125,11 @@ def parse_qacct(text: str) -> list[AccountingRecord]:
 # ``failed`` codes of the shepherd/qmaster (sge_reportP.h / "qacct failed" in the man pages).
 FAILED_TIMEOUT = 37  # qmaster enforced h_rt, h_cpu, or h_vmem limit
 FAILED_KILLED = 100  # assumedly after job: killed by qdel or a signal
+FAILED_HOST_LOST = {
+    19: "its shepherd ended without writing the exit status",  # before writing exit_status
+    21: "the execution daemon no longer knew the job",  # in recognizing job
+}
+"""The job ran, and its execution host lost it (execd or host crash): Grid Engine's NODE_FAIL."""
 _FAILED_BEFORE_START = {
     1,
     2,
@@ -144,9 +149,7 @@ _FAILED_BEFORE_START = {
     16,
     17,
     18,
-    19,
     20,
-    21,
     26,
     27,
     28,
@@ -171,6 +174,12 @@ def record_state(rec: AccountingRecord) -> tuple[JobState, str]:
         return (
             JobState.CANCELLED,
             f"killed by qdel or a signal{_signal_name(rec.exit_status)}; {detail}",
+        )
+    if rec.failed in FAILED_HOST_LOST:
+        return (
+            JobState.NODE_FAIL,
+            f"the execution host lost the job ({FAILED_HOST_LOST[rec.failed]}: sge_execd or the "
+            f"host crashed?); {detail}",
         )
     if rec.failed in _FAILED_BEFORE_START:
         return JobState.FAILED, f"Grid Engine could not start the job; {detail}"
