@@ -14,6 +14,7 @@ the cluster's up script in a ``finally`` (others share these daemons)."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import time
@@ -187,3 +188,48 @@ def test_slurmd_killed_node_fail(
         assert info.value.state == "NODE_FAIL"
         assert get_registry().get(fut.job_id).state == "FAILED"
     print(f"slurmd dead for {down_for:.1f} s (retries={retries})")
+
+
+# ---------------------------------------------------------------------------- fault 3: SGE
+def _parent(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rpartition(") ")[2].split()[1])
+
+
+@pytest.mark.parametrize("retries", [1, 0])
+def test_sge_execd_killed_with_its_job(
+    retries: int,
+    tmp_path: Path,
+    profiles: Callable[..., Path],
+    make: Callable[..., ClusterExecutor],
+) -> None:
+    """The execution host crashes: sge_execd and the job's shepherd are SIGKILLed while the job
+    runs; the execd comes back (up script). Grid Engine then reports how the job ended, and the
+    user gets a JobFailedError carrying that state and reason; the registry knows."""
+    profiles("sge")
+    ex = make("sge", command_timeout=10, status_patience=300, retries=retries)
+    marker = tmp_path / "runs"
+    fut = ex.submit(first_then_fast, str(marker))
+    wait_for(lambda: marker.exists() and marker.read_text().strip(), timeout=60)
+    runner_pid = int(marker.read_text().split()[0])
+    shepherd = _parent(runner_pid)
+    while daemons.alive(shepherd, "bash") or not daemons.alive(shepherd, "sge_shepherd"):
+        shepherd = _parent(shepherd)
+        assert shepherd > 1, "no sge_shepherd above the job"
+    t0 = time.monotonic()
+    try:
+        daemons.stop(daemons.execd(), signal.SIGKILL)
+        os.kill(shepherd, signal.SIGKILL)
+        os.kill(runner_pid, signal.SIGKILL)
+    finally:
+        daemons.up("sge")
+    if retries:  # NODE_FAIL is retryable: run again on the restarted host
+        assert fut.result(timeout=240) == "ran again"
+        assert get_registry().get(fut.job_id).state == "COMPLETED"
+        print(f"execd crash: {time.monotonic() - t0:.1f} s to the retried result")
+        return
+    with pytest.raises(JobFailedError) as info:
+        fut.result(timeout=240)
+    print(f"execd crash: {time.monotonic() - t0:.1f} s to the error: {info.value}")
+    assert info.value.state == "NODE_FAIL" and "execution host lost the job" in str(info.value)
+    assert get_registry().get(fut.job_id).state == "FAILED"
