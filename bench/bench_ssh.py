@@ -68,27 +68,27 @@ def floors(profile: Any, repeat: int) -> dict[str, float]:
         "-o",
         "StrictHostKeyChecking=yes",
         "-o",
-        f"UserKnownHostsFile={profile.known_hosts}",
+        f"UserKnownHostsFile={profile.option('known_hosts')}",
         "-o",
         "GlobalKnownHostsFile=/dev/null",
         "-i",
-        str(profile.key_file),
+        str(profile.option("key_file")),
         "-p",
-        str(profile.port),
-        f"{profile.user}@{profile.host}",
+        str(profile.option("port")),
+        f"{profile.option('user')}@{profile.option('host')}",
     ]
     out["fresh `ssh host true` (OpenSSH)"] = median_time(
         lambda: subprocess.run([*ssh, "true"], check=True, capture_output=True), max(3, repeat // 4)
     )
 
     client = paramiko.SSHClient()
-    client.load_host_keys(profile.known_hosts)
+    client.load_host_keys(profile.option("known_hosts"))
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     client.connect(
-        profile.host,
-        port=profile.port,
-        username=profile.user,
-        key_filename=profile.key_file,
+        profile.option("host"),
+        port=profile.option("port"),
+        username=profile.option("user"),
+        key_filename=profile.option("key_file"),
         look_for_keys=False,
         allow_agent=False,
     )
@@ -227,10 +227,10 @@ def original(profile: Any, repeat: int) -> tuple[float | None, str]:
             str(venv / "bin/python"),
             "-c",
             ORIGINAL_SCRIPT,
-            str(profile.host),
-            str(profile.port),
-            str(profile.user),
-            str(profile.key_file),
+            str(profile.option("host")),
+            str(profile.option("port")),
+            str(profile.option("user")),
+            str(profile.option("key_file")),
             profile.python or "python3",
             work,
             str(repeat),

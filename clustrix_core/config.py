@@ -144,16 +144,8 @@ class Profile:
     name: str = DEFAULT_PROFILE
     scheduler: str = attrs.field(default="local", validator=_opt_str("scheduler"))
     transport: str = attrs.field(default="local", validator=_opt_str("transport"))
-    # connection (ssh transport)
-    host: str | None = attrs.field(default=None, validator=_opt_str("host"))
-    port: int | None = attrs.field(default=None, validator=_opt_pos_int("port"))
-    user: str | None = attrs.field(default=None, validator=_opt_str("user"))
-    key_file: str | None = attrs.field(default=None, validator=_opt_str("key_file"))
-    known_hosts: str | None = attrs.field(default=None, validator=_opt_str("known_hosts"))
-    auto_add_host_keys: bool = False
-    ssh_config: str | None = attrs.field(default=None, validator=_opt_str("ssh_config"))
-    proxy_jump: str | None = attrs.field(default=None, validator=_opt_str("proxy_jump"))
-    connect_timeout: float = 10.0
+    # how to reach the submit host (host, port, user, key_file, ...) is the transport plugin's:
+    # its declared options, in ``options``
     # remote side
     python: str | None = attrs.field(default=None, validator=_opt_str("python"))
     work_dir: str = attrs.field(default="~/.clustrix/jobs", validator=_opt_str("work_dir"))
@@ -237,7 +229,7 @@ def build_profile(
             raise ConfigError(
                 f"profile {name!r}: unknown key(s) {', '.join(map(repr, unknown))}; accepted keys: {accepted}"
             )
-    for field in ("cores", "gpus", "nodes", "port", "max_parallel", "chunksize", "retries"):
+    for field in ("cores", "gpus", "nodes", "max_parallel", "chunksize", "retries"):
         if isinstance(core.get(field), str) and core[field].strip().isdigit():
             core[field] = int(core[field])
     try:
@@ -439,10 +431,7 @@ def env_overrides() -> dict[str, Any]:
             continue
         if field in _ENV_LIST_FIELDS:
             out[field] = [line for line in raw.splitlines() if line.strip()]
-        elif field in ("auto_add_host_keys",):
-            out[field] = raw.strip().lower() in ("1", "true", "yes")
         elif field in (
-            "connect_timeout",
             "poll_min",
             "poll_max",
             "command_timeout",
@@ -473,9 +462,20 @@ def load_profile(
             f"unknown profile {name!r}; known profiles: {known} (config files: {files})"
         )
     values.update(env_overrides())
+    later: dict[str, Any] = {}
     with _lock:
-        values.update(_configured.get(name, {}))
+        later.update(_configured.get(name, {}))
     if _extra:
-        values.update(_extra)
-    values.update({k: v for k, v in overrides.items() if v is not None})
+        later.update(_extra)
+    later.update({k: v for k, v in overrides.items() if v is not None})
+    # CLUSTRIX_<OPTION> for the options the profile's plugins declare (CLUSTRIX_HOST=...): as
+    # the core's fields, they beat config files and lose to configure() and call-site values
+    merged = {**values, **later}
+    for key in _declared_options(
+        merged.get("scheduler", "local"), merged.get("transport", "local")
+    ):
+        raw = os.environ.get(f"CLUSTRIX_{key.upper()}")
+        if raw is not None and key not in FIELD_NAMES:
+            values[key] = raw
+    values.update(later)
     return build_profile(name, values)

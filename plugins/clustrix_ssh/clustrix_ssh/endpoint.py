@@ -24,6 +24,18 @@ SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 
 #: Extra profile keys the ``ssh`` transport accepts (declared through ``TransportSpec.options``).
 OPTIONS: Mapping[str, str] = {
+    "host": "host name, address, or a Host alias of ~/.ssh/config (required)",
+    "port": "SSH port (default: the ssh config's, else 22)",
+    "user": "remote user name (default: the ssh config's, else the local user)",
+    "key_file": "private key file (default: the ssh config's IdentityFile, ssh-agent, ~/.ssh/id_*)",
+    "known_hosts": "known_hosts file to check the host key against (default: ~/.ssh/known_hosts "
+    "and the system's)",
+    "auto_add_host_keys": "accept and remember an unknown host key on first use (default false: "
+    "unknown or changed keys are refused)",
+    "ssh_config": "OpenSSH client config file to read (default ~/.ssh/config)",
+    "proxy_jump": "jump host(s), [user@]host[:port][,...], as ssh -J (default: the ssh config's "
+    "ProxyJump; 'none' for no jump)",
+    "connect_timeout": "seconds to wait for the connection (default 10)",
     "keepalive": "seconds between SSH keepalive messages on an idle connection (default 30; 0 turns them off)",
     "reconnect_timeout": "seconds to keep trying to reconnect after a connection dropped (default 60)",
     "io_timeout": "seconds without an answer from the server before the connection counts as dead (default 300)",
@@ -33,6 +45,8 @@ OPTIONS: Mapping[str, str] = {
     "login shell per command (default true; much faster when shell rc files are slow)",
 }
 DEFAULTS: Mapping[str, Any] = {
+    "connect_timeout": 10.0,
+    "auto_add_host_keys": False,
     "keepalive": 30.0,
     "reconnect_timeout": 60.0,
     "io_timeout": 300.0,
@@ -132,12 +146,11 @@ def _expand(path: str) -> str:
 
 def _ssh_config(profile: Profile) -> Any | None:
     """The parsed SSH config file: the profile's ``ssh_config``, else ``~/.ssh/config`` if any."""
-    if profile.ssh_config:
-        path = _expand(profile.ssh_config)
+    ssh_config = _text(profile, "ssh_config")
+    if ssh_config:
+        path = _expand(ssh_config)
         if not os.path.isfile(path):
-            raise ConfigError(
-                f"profile {profile.name!r}: ssh_config={profile.ssh_config!r} does not exist"
-            )
+            raise ConfigError(f"profile {profile.name!r}: ssh_config={ssh_config!r} does not exist")
     else:
         path = os.path.expanduser("~/.ssh/config")
         if not os.path.isfile(path):
@@ -218,8 +231,31 @@ def _hop(
     return Hop(alias=alias, hostname=hostname, port=port, user=str(user), identity_files=files)
 
 
+def _text(profile: Profile, key: str) -> str | None:
+    """An option that is a string (or unset)."""
+    value = profile.option(key)
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"profile {profile.name!r}: {key}={value!r} must be a string")
+    return value
+
+
+def _flag(profile: Profile, key: str) -> bool:
+    """An option that is true or false (``"true"``/``"false"`` from an environment variable)."""
+    value = profile.option(key, DEFAULTS[key])
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        value = value.strip().lower() == "true"  # CLUSTRIX_AUTO_ADD_HOST_KEYS=true
+    if not isinstance(value, bool):
+        raise ConfigError(f"profile {profile.name!r}: {key}={value!r} must be true or false")
+    return value
+
+
 def _number(profile: Profile, key: str, *, minimum: float, integer: bool = False) -> Any:
-    value = profile.options.get(key, DEFAULTS[key])
+    value = profile.option(key, DEFAULTS.get(key))
+    if isinstance(value, str):  # from an environment variable (CLUSTRIX_PORT=2222)
+        try:
+            value = float(value.strip())
+        except ValueError:
+            pass
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= minimum
     if integer:
         ok = ok and float(value).is_integer()
@@ -233,42 +269,46 @@ def _number(profile: Profile, key: str, *, minimum: float, integer: bool = False
 
 def resolve(profile: Profile) -> Endpoint:
     """The endpoint an ``ssh`` profile names. Raises :class:`ConfigError` for bad settings."""
-    if not profile.host:
+    host, user = _text(profile, "host"), _text(profile, "user")
+    proxy_jump, key_file = _text(profile, "proxy_jump"), _text(profile, "key_file")
+    known_hosts = _text(profile, "known_hosts")
+    port = _number(profile, "port", minimum=1, integer=True) if profile.option("port") else None
+    if port is not None and port > 65535:
+        raise ConfigError(f"profile {profile.name!r}: port={port!r} must be at most 65535")
+    if not host:
         raise ConfigError(
             f'profile {profile.name!r}: the ssh transport needs host = "NAME" '
             "(a host name, address, or a Host alias of ~/.ssh/config)"
         )
     # before anything evaluates an ssh_config entry (``Match exec`` runs a shell) or connects
     where = f"profile {profile.name!r}"
-    check_name("host", profile.host, where=where)
-    if profile.user is not None:
-        check_name("user", profile.user, kind="user", where=where)
-    if profile.proxy_jump is not None and profile.proxy_jump.strip().lower() != "none":
-        for part in profile.proxy_jump.split(","):
+    check_name("host", host, where=where)
+    if user is not None:
+        check_name("user", user, kind="user", where=where)
+    if proxy_jump is not None and proxy_jump.strip().lower() != "none":
+        for part in proxy_jump.split(","):
             try:
                 parse_jump(part)
             except ConfigError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
     config = _ssh_config(profile)
     key_files: tuple[str, ...] = ()
-    if profile.key_file:
-        path = _expand(profile.key_file)
+    if key_file:
+        path = _expand(key_file)
         if not os.path.isfile(path):
-            raise ConfigError(
-                f"profile {profile.name!r}: key_file={profile.key_file!r} does not exist"
-            )
+            raise ConfigError(f"profile {profile.name!r}: key_file={key_file!r} does not exist")
         key_files = (path,)
-    target = _hop(config, profile.host, user=profile.user, port=profile.port, identity=key_files)
-    entry = _lookup(config, profile.host)
-    jump_spec = profile.proxy_jump if profile.proxy_jump is not None else entry.get("proxyjump")
+    target = _hop(config, host, user=user, port=port, identity=key_files)
+    entry = _lookup(config, host)
+    jump_spec = proxy_jump if proxy_jump is not None else entry.get("proxyjump")
     jumps: list[Hop] = []
     if jump_spec and str(jump_spec).strip().lower() != "none":
         for part in str(jump_spec).split(","):
             user, host, port = parse_jump(part)
             # a jump host uses its own IdentityFile from the SSH config, else the profile's key_file
             jumps.append(_hop(config, host, user=user, port=port, identity=(), fallback=key_files))
-    if profile.known_hosts:
-        known: tuple[str, ...] = (_expand(profile.known_hosts),)
+    if known_hosts:
+        known: tuple[str, ...] = (_expand(known_hosts),)
         system: tuple[str, ...] = ()
     else:
         files = entry.get("userknownhostsfile")
@@ -282,29 +322,18 @@ def resolve(profile: Profile) -> Endpoint:
             )
         )
         system = (SYSTEM_KNOWN_HOSTS,)
-    flags = {}
-    for flag in ("allow_agent", "persistent_shell"):
-        flags[flag] = profile.options.get(flag, DEFAULTS[flag])
-        if not isinstance(flags[flag], bool):
-            raise ConfigError(
-                f"profile {profile.name!r}: {flag}={flags[flag]!r} must be true or false"
-            )
-    timeout = profile.connect_timeout
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise ConfigError(
-            f"profile {profile.name!r}: connect_timeout={timeout!r} must be a number > 0"
-        )
+    timeout = _number(profile, "connect_timeout", minimum=0.001)
     return Endpoint(
         target=target,
         jumps=tuple(jumps),
         known_hosts=known,
         system_known_hosts=system,
-        auto_add=bool(profile.auto_add_host_keys),
-        connect_timeout=float(timeout),
+        auto_add=_flag(profile, "auto_add_host_keys"),
+        connect_timeout=timeout,
         keepalive=_number(profile, "keepalive", minimum=0),
         reconnect_timeout=_number(profile, "reconnect_timeout", minimum=0),
         io_timeout=_number(profile, "io_timeout", minimum=1),
         max_sessions=_number(profile, "max_sessions", minimum=1, integer=True),
-        allow_agent=flags["allow_agent"],
-        persistent_shell=flags["persistent_shell"],
+        allow_agent=_flag(profile, "allow_agent"),
+        persistent_shell=_flag(profile, "persistent_shell"),
     )
