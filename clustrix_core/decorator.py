@@ -7,25 +7,12 @@ The decorated function keeps its signature for type checkers: ``f(x)`` has ``f``
 from __future__ import annotations
 
 import functools
-import sys
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
+from typing import Any, Generic, cast, overload
 
+from ._typing import P, R, off_the_loop
 from .executor import ClusterExecutor, ClusterFuture
-
-if TYPE_CHECKING:  # typeshed always has typing_extensions; at run time it is not a dependency
-    from typing_extensions import ParamSpec
-
-    P = ParamSpec("P")
-elif sys.version_info >= (3, 10):
-    from typing import ParamSpec
-
-    P = ParamSpec("P")
-else:  # Python 3.9 at run time: a stand-in, as the annotations are never evaluated
-    P = TypeVar("P")
-R = TypeVar("R")
-T = TypeVar("T")
 
 
 class ClusterFunction(Generic[P, R]):
@@ -83,14 +70,14 @@ class ClusterFunction(Generic[P, R]):
         """``await f.asubmit(x)``: the value of one call, from a coroutine. Staging and
         submitting run in a worker thread, so the event loop is never blocked; cancelling the
         awaiting task cancels the job."""
-        future = await _off_the_loop(functools.partial(self.submit, *args, **kwargs))
+        future = await off_the_loop(functools.partial(self.submit, *args, **kwargs))
         return await future
 
     async def amap(self, *iterables: Iterable[Any], chunksize: int | None = None) -> list[R]:
         """``await f.amap(xs)``: like :meth:`map` (one array job), from a coroutine."""
         import asyncio
 
-        futures = await _off_the_loop(
+        futures = await off_the_loop(
             functools.partial(
                 self.executor.map_futures,
                 self.__clustrix_function__,
@@ -112,27 +99,6 @@ class ClusterFunction(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<cluster function {self.__qualname__} profile={self._profile or 'default'}>"
-
-
-async def _off_the_loop(start: Callable[[], T]) -> T:
-    """``start()`` in the event loop's worker threads. When the awaiting task is cancelled while
-    it runs, whatever it submitted is cancelled once it returns."""
-    import asyncio
-
-    task = asyncio.get_running_loop().run_in_executor(None, start)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        task.add_done_callback(_cancel_started)
-        raise
-
-
-def _cancel_started(task: Any) -> None:
-    if task.cancelled() or task.exception() is not None:
-        return
-    started = task.result()
-    for fut in started if isinstance(started, list) else [started]:
-        fut.cancel()
 
 
 def _identity(fn: Any) -> Any:

@@ -4,6 +4,7 @@ interval, completes futures, verifies and collects results, and cleans up."""
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import json
 import logging
 import pickle
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 import attrs
 
 from . import runner
+from ._typing import P, R, off_the_loop
 from .config import Profile, load_profile, profile_to_dict
 from .errors import (
     ClustrixError,
@@ -430,24 +432,41 @@ class ClusterExecutor(cf.Executor):
         return self.monitor.polls
 
     # ------------------------------------------------------------ public API
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> ClusterFuture:
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> ClusterFuture[R]:
         """Run ``fn(*args, **kwargs)`` as a job; a future of its value."""
         job = self._start(fn, [(args, kwargs)], ntasks=1, name=getattr(fn, "__name__", "call"))
         return job.futures[0]
 
+    async def asubmit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """``await ex.asubmit(fn, x)``: the value of one call, from a coroutine; staging and
+        submitting run in a worker thread, so the event loop is never blocked."""
+        future = await off_the_loop(functools.partial(self.submit, fn, *args, **kwargs))
+        return await future
+
+    async def amap(
+        self, fn: Callable[..., R], *iterables: Iterable[Any], chunksize: int | None = None
+    ) -> list[R]:
+        """``await ex.amap(fn, xs)``: like :meth:`map` (one array job), from a coroutine."""
+        import asyncio
+
+        futures = await off_the_loop(
+            functools.partial(self.map_futures, fn, *iterables, chunksize=chunksize)
+        )
+        return list(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
+
     def map(
         self,
-        fn: Callable[..., Any],
+        fn: Callable[..., R],
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int | None = None,
-    ) -> Iterator[Any]:
+    ) -> Iterator[R]:
         """``fn`` over the items of ``iterables`` as one array job (``chunksize`` calls per task,
         default: spread over the cluster's parallelism); the values, in order."""
         futures = self.map_futures(fn, *iterables, chunksize=chunksize)
         deadline = None if timeout is None else time.monotonic() + timeout
 
-        def results() -> Iterator[Any]:
+        def results() -> Iterator[R]:
             for fut in futures:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 yield fut.result(left)
@@ -455,8 +474,8 @@ class ClusterExecutor(cf.Executor):
         return results()
 
     def map_futures(
-        self, fn: Callable[..., Any], *iterables: Iterable[Any], chunksize: int | None = None
-    ) -> list[ClusterFuture]:
+        self, fn: Callable[..., R], *iterables: Iterable[Any], chunksize: int | None = None
+    ) -> list[ClusterFuture[R]]:
         """Like ``map`` but returns the futures (one array job for all calls)."""
         calls: list[Call] = [(tuple(args), {}) for args in zip(*iterables)]
         if not calls:

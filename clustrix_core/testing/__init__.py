@@ -144,7 +144,7 @@ class RecordingTransport(LocalTransport):
         (``cluster_fact``) are not carried over from another recording's scripted answers."""
 
     @_ClassOrInstanceMethod
-    def connection_key(owner: Any, profile: Any) -> tuple[Any, ...]:  # noqa: N805
+    def connection_key(owner: Any, profile: Any) -> tuple[Any, ...]:  # type: ignore[override]  # noqa: N805
         """On an instance, this recording's own cluster; on the class (``shared_transport``
         when a test registers the class as a transport), one for all."""
         if isinstance(owner, RecordingTransport):

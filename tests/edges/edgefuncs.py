@@ -82,3 +82,7 @@ def window(i: int, seconds: float) -> tuple[float, float]:
     start = time.time()
     time.sleep(seconds)
     return start, time.time()
+
+
+def twice(x):
+    return 2 * x

@@ -120,3 +120,13 @@ def test_a_thousand_awaits_keep_one_status_query_per_poll(local: Path) -> None:
     assert len(queries) == monitor.polls - polls_before
     assert max(n for _, n in queries) == 11  # the array job and the ten single calls, at once
     assert len(queries) <= elapsed / monitor.poll_min + 5
+
+
+def test_the_executor_has_the_async_api_too(local: Path) -> None:
+    async def main(ex: ClusterExecutor) -> tuple[Any, Any]:
+        one = await ex.asubmit(edgefuncs.twice, 21)
+        many = await ex.amap(edgefuncs.twice, [1, 2, 3], chunksize=2)
+        return one, many
+
+    with ClusterExecutor("local") as ex:
+        assert asyncio.run(main(ex)) == (42, [2, 4, 6])

@@ -4,7 +4,7 @@ and no other line may have one."""
 
 from __future__ import annotations
 
-from clustrix_core import cluster
+from clustrix_core import ClusterExecutor, cluster
 
 
 @cluster
@@ -30,3 +30,6 @@ plain.map([1], chunksize="2")  # E: arg-type
 
 async def from_a_coroutine() -> int:
     return await plain.asubmit(1)  # E: return-value
+
+
+ClusterExecutor("local").submit(plain.local, "one")  # E: arg-type
