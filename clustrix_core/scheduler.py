@@ -324,6 +324,9 @@ class BatchScheduler(Scheduler):
     single_task_arrays = True
     """Whether a one-task chunk of a map may be a one-element array; False submits it as a plain
     job (PBS Pro rejects ``-J N-N``)."""
+    bin_option: str | None = None
+    """The plugin option naming the directory of the scheduler's commands (``slurm_bin``), for
+    sites where a non-interactive shell lacks them or another ``qsub`` comes first on PATH."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -344,6 +347,11 @@ class BatchScheduler(Scheduler):
                     f"directives: {line!r} starts with '#' but not {self.directive_prefix!r}; "
                     f"write the bare option or '{self.directive_prefix} option'"
                 )
+        directory = profile.option(self.bin_option) if self.bin_option else None
+        if directory is not None and (
+            not isinstance(directory, str) or not directory.strip() or "\n" in directory
+        ):
+            raise ConfigError(f"{self.bin_option}={directory!r} must be a directory path")
         bad = sorted({c for c in profile.work_dir if c in _WORK_DIR_BAD or ord(c) < 32})
         if bad:
             raise ConfigError(
@@ -351,6 +359,12 @@ class BatchScheduler(Scheduler):
                 f"{' '.join(map(repr, bad))} in the paths of their directives; choose a path "
                 "without them"
             )
+
+    def command(self, program: str) -> str:
+        """``program`` (``sbatch``, ``qsub``, ...) in the :attr:`bin_option` directory when the
+        profile names one, else as found on PATH."""
+        directory = self.profile.option(self.bin_option) if self.bin_option else None
+        return f"{str(directory).rstrip('/')}/{program}" if directory else program
 
     def prefixed(self, options: Sequence[str]) -> list[str]:
         """Directive lines: each option behind ``directive_prefix``."""

@@ -98,6 +98,7 @@ class PbsScheduler(BatchScheduler):
     task_base = 0
     STATES = STATES
     single_task_arrays = False  # PBS Pro rejects -J N-N: a one-task chunk is a plain job
+    bin_option = "pbs_bin"
     accounting_lag = 5.0  # with job history a finished job stays listed; without, it is gone
     max_name = 236
 
@@ -105,11 +106,6 @@ class PbsScheduler(BatchScheduler):
     def option(self, key: str, default: Any = None) -> Any:
         value = self.profile.options.get(key)
         return default if value is None or value == "" else value
-
-    def command(self, program: str) -> str:
-        """``program`` in ``pbs_bin`` when the profile names it, else as found on PATH."""
-        directory = self.option("pbs_bin")
-        return f"{str(directory).rstrip('/')}/{program}" if directory else program
 
     # ------------------------------------------------------------ validation
     def validate(self, profile: Any) -> None:

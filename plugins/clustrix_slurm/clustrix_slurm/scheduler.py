@@ -87,6 +87,7 @@ class SlurmScheduler(BatchScheduler):
     task_var = "SLURM_ARRAY_TASK_ID"
     task_base = 0
     STATES = parsers.STATES
+    bin_option = "slurm_bin"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -97,11 +98,6 @@ class SlurmScheduler(BatchScheduler):
     def validate(self, profile: Any) -> None:
         _sacct_mode(profile.options.get("sacct"))
         _lost_grace(profile.options.get("lost_grace"))
-        slurm_bin = profile.options.get("slurm_bin")
-        if slurm_bin is not None and (
-            not isinstance(slurm_bin, str) or not slurm_bin.strip() or "\n" in slurm_bin
-        ):
-            raise ConfigError(f"slurm_bin={slurm_bin!r} must be a directory path")
         if profile.partition and profile.queue and profile.partition != profile.queue:
             raise ConfigError(
                 f"partition={profile.partition!r} and queue={profile.queue!r} disagree: "
@@ -114,11 +110,6 @@ class SlurmScheduler(BatchScheduler):
                     f"{key}={value!r} is not a SLURM name (letters, digits and _.,:+@=- only)"
                 )
         super().validate(profile)
-
-    def command(self, program: str) -> str:
-        """``program`` (``sbatch``, ``squeue``, ...), in ``slurm_bin`` when the profile names it."""
-        directory = self.profile.options.get("slurm_bin")
-        return f"{str(directory).rstrip('/')}/{program}" if directory else program
 
     @property
     def partition(self) -> str | None:
