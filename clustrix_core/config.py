@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_PROFILE = "local"
 _SERIALIZERS = ("auto", "cloudpickle", "dill", "source")
 _CLEANUP = ("on_success", "always", "never")
+_ON_INTERRUPT = ("cancel", "detach")
 
 
 def _str_tuple(value: Any) -> tuple[str, ...]:
@@ -113,6 +114,14 @@ def _choice(key: str, choices: tuple[str, ...]):
     return check
 
 
+def _opt_bool(key: str):
+    def check(_inst: Any, _attr: Any, value: Any) -> None:
+        if value is not None and not isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r} must be true or false")
+
+    return check
+
+
 def _memory(value: Any) -> int | None:
     return None if value is None else parse_memory(value)
 
@@ -171,6 +180,15 @@ class Profile:
     retries: int = attrs.field(default=0, validator=_nonneg_int("retries"))
     serializer: str = attrs.field(default="auto", validator=_choice("serializer", _SERIALIZERS))
     cleanup: str = attrs.field(default="on_success", validator=_choice("cleanup", _CLEANUP))
+    stream_output: bool | None = attrs.field(default=None, validator=_opt_bool("stream_output"))
+    """Show a job's stdout/stderr here as it arrives: None (default) for the blocking calls of
+    ``@cluster`` (``f(x)``, ``f.map(xs)``) only; True also for executor futures; False never."""
+    on_interrupt: str = attrs.field(
+        default="cancel", validator=_choice("on_interrupt", _ON_INTERRUPT)
+    )
+    """What Ctrl-C during a blocking call (or an exception leaving ``with ClusterExecutor()``)
+    does to the jobs it started: ``cancel`` them on the scheduler, or ``detach`` (they keep
+    running; re-attach by id)."""
     poll_min: float | None = attrs.field(
         default=None, validator=_number("poll_min", optional=True, positive=False)
     )
@@ -431,6 +449,11 @@ def env_overrides() -> dict[str, Any]:
             continue
         if field in _ENV_LIST_FIELDS:
             out[field] = [line for line in raw.splitlines() if line.strip()]
+        elif field == "stream_output":
+            word = raw.strip().lower()
+            if word not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ConfigError(f"CLUSTRIX_STREAM_OUTPUT={raw!r} must be true or false")
+            out[field] = word in ("1", "true", "yes", "on")
         elif field in (
             "poll_min",
             "poll_max",

@@ -34,7 +34,7 @@ from .errors import (
     StatusError,
 )
 from .plugins import get_plugin_manager
-from .progress import Progress
+from .progress import OutputStream, Progress
 from .registry import JobRecord, get_registry
 from .scheduler import RETRYABLE, JobSpec, JobState, JobStatus, Scheduler, Submission
 from .serialization import (
@@ -55,6 +55,8 @@ RUNNER_SOURCE = Path(runner.__file__).read_bytes()
 _LOST_GRACE_POLLS = 6
 _FAST_POLL_SECONDS = 1.0
 _FAILURES_BEFORE_GIVING_UP = 5
+_STREAM_TASKS_PER_POLL = 64
+"""Streaming output reads the logs of at most this many running tasks of a job per poll."""
 FINAL_RECORD_STATES = frozenset({"COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELLED"})
 
 
@@ -186,6 +188,10 @@ class _Job:
         self.last_status: dict[str, JobStatus] = {}
         self.spec: JobSpec | None = None
         self.progress: Progress | None = None
+        self.stream: OutputStream | None = None
+        """Set when the job's output is shown here as it arrives (``stream_output``)."""
+        self.done_calls = 0
+        """Calls finished so far by the runner (its ``progress.N``), delivered or not."""
         self.settled = threading.Event()
         """Set once the job is finished and cleaned up (``shutdown(wait=True)`` waits for it)."""
 
@@ -437,6 +443,25 @@ class ClusterExecutor(cf.Executor):
         job = self._start(fn, [(args, kwargs)], ntasks=1, name=getattr(fn, "__name__", "call"))
         return job.futures[0]
 
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn(*args, **kwargs)`` as a job and wait for its value (what ``f(x)`` of
+        ``@cluster`` does): the job's output is shown here as it arrives unless the profile says
+        ``stream_output = false``, and Ctrl-C while waiting cancels the job (or detaches from it,
+        ``on_interrupt = "detach"``), says which, and raises KeyboardInterrupt."""
+        job = self._start(
+            fn,
+            [(args, kwargs)],
+            ntasks=1,
+            name=getattr(fn, "__name__", "call"),
+            stream=self.profile.stream_output is not False,
+        )
+        future: ClusterFuture[R] = job.futures[0]
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            self._interrupt([job])
+            raise
+
     async def asubmit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """``await ex.asubmit(fn, x)``: the value of one call, from a coroutine; staging and
         submitting run in a worker thread, so the event loop is never blocked."""
@@ -460,21 +485,38 @@ class ClusterExecutor(cf.Executor):
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int | None = None,
+        stream_output: bool | None = None,
     ) -> Iterator[R]:
         """``fn`` over the items of ``iterables`` as one array job (``chunksize`` calls per task,
-        default: spread over the cluster's parallelism); the values, in order."""
-        futures = self.map_futures(fn, *iterables, chunksize=chunksize)
+        default: spread over the cluster's parallelism); the values, in order. The progress
+        (per call) shows while it runs; ``stream_output`` (default: the profile's) shows the
+        tasks' output here as it arrives. Ctrl-C while iterating cancels the job (or detaches
+        from it: ``on_interrupt = "detach"``), says which, and raises KeyboardInterrupt."""
+        futures = self.map_futures(fn, *iterables, chunksize=chunksize, stream_output=stream_output)
         deadline = None if timeout is None else time.monotonic() + timeout
+        jobs = list({id(f.job): f.job for f in futures}.values())
 
         def results() -> Iterator[R]:
-            for fut in futures:
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                yield fut.result(left)
+            try:
+                for fut in futures:
+                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    yield fut.result(left)
+            except KeyboardInterrupt:
+                self._interrupt(jobs)
+                raise
+            finally:
+                for job in jobs:
+                    if job.progress is not None:
+                        job.progress.close()
 
         return results()
 
     def map_futures(
-        self, fn: Callable[..., R], *iterables: Iterable[Any], chunksize: int | None = None
+        self,
+        fn: Callable[..., R],
+        *iterables: Iterable[Any],
+        chunksize: int | None = None,
+        stream_output: bool | None = None,
     ) -> list[ClusterFuture[R]]:
         """Like ``map`` but returns the futures (one array job for all calls)."""
         calls: list[Call] = [(tuple(args), {}) for args in zip(*iterables)]
@@ -487,9 +529,12 @@ class ClusterExecutor(cf.Executor):
             ntasks = min(len(calls), self.backend.scheduler.parallelism())
         else:
             ntasks = 1
-        return self._start(fn, calls, ntasks=ntasks, name=getattr(fn, "__name__", "map")).futures
+        name = getattr(fn, "__name__", "map")
+        return self._start(fn, calls, ntasks=ntasks, name=name, stream=stream_output).futures
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting calls; ``cancel_futures``: cancel the jobs of calls not finished;
+        ``wait``: wait until every job has ended (Ctrl-C while waiting: ``on_interrupt``)."""
         with self._lock:
             self._shutdown = True
             jobs = list(self._jobs)
@@ -498,10 +543,69 @@ class ClusterExecutor(cf.Executor):
                 for fut in job.futures:
                     fut.cancel()
         if wait:
-            for job in jobs:
-                cf.wait(job.futures)
-                if not any(f.cancelled() for f in job.futures):
-                    job.settled.wait(60)  # its cleanup, after the last delivery
+            try:
+                for job in jobs:
+                    cf.wait(job.futures)
+                    if not any(f.cancelled() for f in job.futures):
+                        job.settled.wait(60)  # its cleanup, after the last delivery
+            except KeyboardInterrupt:
+                self._interrupt(jobs)
+                raise
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        """The ``with`` block ended: wait for every job; when it ended by an exception (Ctrl-C
+        included), do not wait: cancel the unfinished jobs (or detach from them, per
+        ``on_interrupt``) and say which."""
+        if exc_type is None:
+            self.shutdown(wait=True)
+            return
+        with self._lock:
+            jobs = list(self._jobs)
+        if issubclass(exc_type, KeyboardInterrupt):
+            self._interrupt(jobs)
+        else:
+            self._interrupt(jobs, f"{exc_type.__name__} left the `with ClusterExecutor()` block")
+        self.shutdown(wait=False)
+
+    def _interrupt(self, jobs: Sequence[_Job], why: str = "interrupted (Ctrl-C)") -> None:
+        """Ctrl-C (or an exception) while waiting for ``jobs``: cancel those not finished on the
+        scheduler, or leave them running (``on_interrupt = "detach"``); one line on stderr says
+        which and how to get them later. A second Ctrl-C meanwhile ends this at once."""
+        import sys
+
+        live = [j for j in jobs if not j.finished and not all(f.done() for f in j.futures)]
+        for job in jobs:
+            if job.progress is not None:
+                job.progress.close()
+        if not live:
+            return
+        names = ", ".join(_job_label(j) for j in live)
+        several = "s" if len(live) > 1 else ""
+        if self.profile.on_interrupt == "detach":
+            if several:
+                how = (
+                    "`clustrix result ID` or clustrix_core.attach(ID).result(), ID one of "
+                    + " ".join(j.record.job_id for j in live)
+                )
+            else:
+                first = live[0].record.job_id
+                how = f'`clustrix result {first}` or clustrix_core.attach("{first}").result()'
+            line = (
+                f"clustrix: {why}: detached from job{several} {names}, still running; "
+                f"get the result{several} later with {how}\n"
+            )
+        else:
+            for job in live:
+                if job.stream is not None:
+                    job.stream.drained.update(range(job.record.ntasks))  # no more output
+                for fut in job.futures:
+                    fut.cancel()  # the last one not done cancels the job on the scheduler
+            line = f"clustrix: {why}: cancelled job{several} {names}\n"
+        try:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+        except Exception:
+            pass
 
     def adopt(self, record: JobRecord) -> list[ClusterFuture]:
         """Watch a job recorded by another process (re-attach by id): its futures, in call order."""
@@ -545,7 +649,15 @@ class ClusterExecutor(cf.Executor):
         return self.backend.store.log(record.job_dir, stream, task)
 
     # ------------------------------------------------------------ submission
-    def _start(self, fn: Callable[..., Any], calls: list[Call], *, ntasks: int, name: str) -> _Job:
+    def _start(
+        self,
+        fn: Callable[..., Any],
+        calls: list[Call],
+        *,
+        ntasks: int,
+        name: str,
+        stream: bool | None = None,
+    ) -> _Job:
         if self._shutdown:
             raise RuntimeError("cannot submit after shutdown")
         fn = getattr(fn, "__clustrix_function__", fn)
@@ -584,8 +696,10 @@ class ClusterExecutor(cf.Executor):
         )
         _record(record, "staged", add=True)
         job = _Job(self, record, len(calls))
-        if len(tasks) > 1:
+        if len(calls) > 1:
             job.progress = Progress(f"{name} map", len(calls), len(tasks))
+        if stream if stream is not None else self.profile.stream_output is True:
+            job.stream = OutputStream(job_id, len(tasks), progress=job.progress)
         spec = JobSpec(
             job_id=job_id,
             name=job_name,
@@ -661,32 +775,93 @@ class ClusterExecutor(cf.Executor):
             changed |= job.finished or job.lost_polls == 0  # waiting out a lag backs off
         elif job.record.ntasks > 1:
             changed |= self._collect_ready(job)
+        if job.stream is not None and not job.finished:
+            if any(st.state is not JobState.PENDING for st in job_status.values()):  # type: ignore[union-attr]
+                self._stream_output(job, final=False)
         if job.progress is not None:
-            self._report_progress(job)
+            changed |= self._report_progress(job)
         return changed
+
+    def _stream_output(self, job: _Job, *, final: bool, tasks: Sequence[int] | None = None) -> None:
+        """Show what the job's tasks printed since the last read (one read of each running
+        task's logs per poll, at most _STREAM_TASKS_PER_POLL tasks); ``final``: everything left
+        of ``tasks`` (default: all not yet drained), which then end their stream."""
+        stream = job.stream
+        if stream is None:
+            return
+        if tasks is None:
+            tasks = [t for t in range(job.record.ntasks) if t not in stream.drained]
+        tasks = [t for t in tasks if t not in stream.drained]
+        if not final:
+            tasks = stream.pick(tasks, _STREAM_TASKS_PER_POLL)
+        store = self.backend.store
+        for _ in range(64 if final else 1):  # a large rest arrives in bounded pieces
+            if not tasks:
+                break
+            try:
+                got = store.read_new(job.location, stream.reads(tasks))
+            except Exception as exc:  # showing output must never cost a result
+                logger.debug(
+                    "clustrix: reading the output of %s failed: %s", job.record.job_id, exc
+                )
+                break
+            for (name, task), data in sorted(got.items()):
+                stream.feed(name, task, data)
+            if not final or not got:
+                break
+        if final:
+            for t in tasks:
+                for name in stream.STREAMS:
+                    stream.feed(name, t, b"", final=True)
+                stream.drained.add(t)
 
     def _fail_job(self, job: _Job, exc: BaseException) -> None:
         job.finished = True
         _deliver_all((fut, None, exc) for fut in job.futures)
         job.settled.set()
 
-    def _report_progress(self, job: _Job) -> None:
+    def _report_progress(self, job: _Job) -> bool:
+        """Calls done: delivered, plus those the runner counted in tasks not yet collected
+        (``progress.N``, read once per poll); tasks running: started and not ended. Whether
+        the count moved."""
         assert job.progress is not None
         done = [f for f in job.futures if f.done()]
         failed = sum(1 for f in done if f.cancelled() or f.exception() is not None)
-        running = sum(
-            1
-            for st in job.last_status.values()
-            for t, s in st.tasks.items()
-            if s is JobState.RUNNING and t not in job.collected
-        )
-        if not running:
-            running = sum(1 for st in job.last_status.values() if st.state is JobState.RUNNING)
-        job.progress.update(
-            done=len(done), failed=failed, running=running, finished_tasks=len(job.collected)
-        )
+        ended = set(job.collected) | {
+            t for st in job.last_status.values() for t, s in st.tasks.items() if s.final
+        }
+        counted: dict[int, int] = {}
+        if not job.finished:
+            open_tasks = [t for t in range(job.record.ntasks) if t not in job.collected]
+            try:
+                counted = self.backend.store.progress(job.location, open_tasks)
+            except Exception as exc:  # progress must never cost a result
+                logger.debug("clustrix: reading the progress of %s failed: %s", job, exc)
+        ndone = len(done)
+        for t, n in counted.items():
+            start, stop = job.record.tasks[t]
+            ndone += max(
+                0, min(n, stop - start) - sum(1 for f in job.futures[start:stop] if f.done())
+            )
+        if counted:
+            running = sum(1 for t in counted if t not in ended)
+        else:
+            running = sum(
+                1
+                for st in job.last_status.values()
+                for t, s in st.tasks.items()
+                if s is JobState.RUNNING and t not in job.collected
+            )
+            if not running:
+                running = sum(1 for st in job.last_status.values() if st.state is JobState.RUNNING)
+        moved = ndone != job.done_calls
+        job.done_calls = ndone
+        if job.finished:
+            running = 0
+        job.progress.update(done=ndone, failed=failed, running=running, finished_tasks=len(ended))
         if job.finished:
             job.progress.close()
+        return moved
 
     def _collect_ready(self, job: _Job) -> bool:
         pending = [t for t in range(job.record.ntasks) if t not in job.collected]
@@ -702,6 +877,10 @@ class ClusterExecutor(cf.Executor):
             )
             final = "COMPLETED_WITH_ERRORS" if raised else "COMPLETED"
             _record(job.record, final, state=final, finished_at=time.time())
+        if ready:
+            self._stream_output(job, final=True, tasks=ready)
+            if len(job.collected) == job.record.ntasks and job.progress is not None:
+                job.progress.close()  # before the last delivery: the caller prints next
         _deliver_all(deliveries)
         return bool(ready)
 
@@ -837,6 +1016,9 @@ class ClusterExecutor(cf.Executor):
         if clean:
             self._keep_logs(job)  # before delivery: fut.stdout() works at once and after cleanup
         _record(job.record, final, state=final, reason=worst.reason[:1000], finished_at=time.time())
+        self._stream_output(job, final=True)  # the rest of the output before the value
+        if job.progress is not None:
+            job.progress.close()  # before delivery: the caller prints next
         _deliver_all(deliveries)  # after the registry knows, so a process may exit at once
         get_plugin_manager().hook.clustrix_job_finished(record=job.record, state=final)
         try:
@@ -854,6 +1036,16 @@ class ClusterExecutor(cf.Executor):
                     keep_log(job.record.job_id, stream, t, text)
                 except Exception as exc:  # keeping a copy must never cost a result
                     logger.warning("clustrix: could not keep the %s of %s: %s", stream, job, exc)
+
+
+def _job_label(job: _Job) -> str:
+    """``ID (slurm job 1234)``: the job as clustrix and the scheduler know it."""
+    native = ",".join(job.record.native_ids)
+    return (
+        f"{job.record.job_id} ({job.record.scheduler} job {native})"
+        if native
+        else job.record.job_id
+    )
 
 
 def _cancelled_meanwhile(record: JobRecord) -> bool:

@@ -10,6 +10,11 @@
 # marker lines, after everything the function printed (stores without a shared file system read
 # it back from the job's log).
 #
+# In the first form and with ``--output DIR``, it appends one byte to ``progress.TASK`` in the
+# output directory per finished call (created empty when the task starts), so the client's
+# progress moves per call. Its stdout and stderr are line-buffered: prints reach the job's log
+# (and the client streaming it) as they happen.
+#
 # It verifies payload.bin and calls.TASK with the job's HMAC key (each bound to the job id, the
 # task and its direction), loads the first encoding it can, runs the calls of task TASK, and
 # writes the sealed outcome atomically (temp file + rename). Exit status: 0 every call returned,
@@ -140,8 +145,9 @@ def cluster_stub():
     return stub
 
 
-def install_module(name, source):
-    """Create the local module ``name`` from shipped source (parents as empty packages)."""
+def install_module(name, source, values=None):
+    """Create the local module ``name`` from shipped source (parents as empty packages), then
+    set the variables the caller had changed since importing it (``values``)."""
     import importlib
     import types
 
@@ -162,9 +168,18 @@ def install_module(name, source):
     if "clustrix_core" not in sys.modules:
         try:
             importlib.import_module("clustrix_core")
-        except ImportError:
+        except Exception:  # not installed, or a version this Python cannot parse
             sys.modules["clustrix_core"] = cluster_stub()
     exec(compile_source(source, module.__file__), module.__dict__)
+    module.__dict__.update(values or {})
+
+
+def install_modules(entries):
+    """The shipped local modules: (name, source[, values]) entries, dependencies first."""
+    for entry in entries:
+        if entry[0] not in INSTALLED:
+            install_module(entry[0], entry[1], entry[2] if len(entry) > 2 else None)
+            INSTALLED.add(entry[0])
 
 
 INSTALLED = set()  # type: set  # modules made here from shipped code (never the runner's __main__)
@@ -197,9 +212,7 @@ def load_source(data):
     """Rebuild a function shipped by the source strategy, in a module named for the function's
     own module (``__main__`` included) when the payload names it."""
     spec = pickle.loads(data)
-    for name, module_source in spec.get("modules", ()):
-        install_module(name, module_source)
-        INSTALLED.add(name)
+    install_modules(spec.get("modules", ()))
     filename = "<clustrix source of %s>" % spec["name"]
     if spec.get("module"):
         namespace = install_namespace(spec["module"]).__dict__
@@ -221,10 +234,7 @@ def load_source_calls(data):
     shipped = pickle.loads(data)
     if not isinstance(shipped, dict) or "calls" not in shipped:
         return shipped
-    for name, module_source in shipped.get("modules", ()):
-        if name not in INSTALLED:
-            install_module(name, module_source)
-            INSTALLED.add(name)
+    install_modules(shipped.get("modules", ()))
     for name, code in shipped.get("namespaces", ()):
         target = sys.modules[name] if name in INSTALLED else install_namespace(name)
         scratch = dict(target.__dict__)
@@ -367,6 +377,46 @@ def load_job(inputs, key, task):
                        % (platform.python_version(), "\n".join(errors)))
 
 
+def line_buffered():
+    """Prints reach the log line by line (a file is block-buffered by default)."""
+    import io
+
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        try:
+            stream.reconfigure(line_buffering=True)
+        except AttributeError:  # Python 3.6
+            try:
+                stream.flush()
+                setattr(sys, name, io.open(stream.fileno(), "w", buffering=1, closefd=False,
+                                           encoding=stream.encoding, errors=stream.errors))
+            except Exception:
+                pass
+        except Exception:
+            pass
+
+
+def open_progress(output, task):
+    """``progress.TASK`` in the output directory, emptied (None with ``--output -``)."""
+    if output == "-":
+        return None
+    flags = (os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+             | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        return os.open(os.path.join(output, "progress.%d" % task), flags, 0o600)
+    except OSError:
+        return None
+
+
+def note_progress(fd):
+    """One more call finished: one byte (the file's size is the count). Never fails a task."""
+    if fd is not None:
+        try:
+            os.write(fd, b".")
+        except OSError:
+            pass
+
+
 def deliver(output, job_id, task, key, report, protocol):
     blob = seal(RESULT_MAGIC, key, pickle.dumps(report, protocol=protocol),
                 task_context(job_id, task))
@@ -378,7 +428,9 @@ def deliver(output, job_id, task, key, report, protocol):
 
 def main(argv):
     inputs, task, output = parse_args(argv)
+    line_buffered()
     key = read_key(inputs)
+    progress = open_progress(output, task)
     report = {"job": None, "task": task, "python": platform.python_version(),
               "host": platform.node(), "started": time.time(), "outcomes": [], "error": None}
     protocol = 2
@@ -400,6 +452,12 @@ def main(argv):
             status = EXIT_RAISED
             sys.stderr.write(outcome["traceback"])
         report["outcomes"].append(outcome)
+        note_progress(progress)
+    if progress is not None:
+        try:
+            os.close(progress)
+        except OSError:
+            pass
     report["finished"] = time.time()
     try:
         deliver(output, job_id, task, key, report, protocol)

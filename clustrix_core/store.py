@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import secrets
+import shlex
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -63,6 +64,27 @@ class JobStore:
         """The text ``stream`` (``"out"`` or ``"err"``) of ``task`` so far, its last ``tail``
         bytes when given; "" when there is none."""
         raise NotImplementedError
+
+    def read_from(self, location: str, stream: str, task: int, offset: int) -> bytes:
+        """The bytes of ``stream`` of ``task`` from byte ``offset`` on (what arrived since the
+        last read); b"" when there is nothing new. Streaming output calls it at most once per
+        task and poll. The default reads the whole log (:meth:`log`): stores that can read from
+        an offset override it."""
+        data = self.log(location, stream, task).encode("utf-8", "surrogateescape")
+        return data[offset:]
+
+    def read_new(
+        self, location: str, reads: Sequence[tuple[str, int, int]]
+    ) -> dict[tuple[str, int], bytes]:
+        """:meth:`read_from` for several ``(stream, task, offset)`` of one job at once (one
+        round trip where the store can); ``(stream, task) -> new bytes``."""
+        return {(s, t): self.read_from(location, s, t, off) for s, t, off in reads}
+
+    def progress(self, location: str, tasks: Sequence[int]) -> dict[int, int]:
+        """How many calls each started task of ``tasks`` has finished so far (the runner counts
+        them in ``progress.N`` beside its result); tasks not started are absent. The default
+        knows nothing ({}): progress then moves per task."""
+        return {}
 
     def cleanup(self, location: str) -> None:
         """Remove what :meth:`stage` and the job created (idempotent)."""
@@ -131,6 +153,70 @@ class FileStore(JobStore):
     def log(self, location: str, stream: str, task: int, *, tail: int | None = None) -> str:
         return self.transport.get_text(f"{location}/{stream}.{task}", tail=tail)
 
+    def read_from(self, location: str, stream: str, task: int, offset: int) -> bytes:
+        return self.read_new(location, [(stream, task, offset)]).get((stream, task), b"")
+
+    def read_new(
+        self, location: str, reads: Sequence[tuple[str, int, int]]
+    ) -> dict[tuple[str, int], bytes]:
+        """On this host: a seek and a read per file that grew. Elsewhere: one command for all
+        of ``reads`` (at most 64 KiB per file and call)."""
+        if not reads:
+            return {}
+        if self.transport.name == "local":
+            out: dict[tuple[str, int], bytes] = {}
+            for stream, task, offset in reads:
+                path = f"{self.transport.expand(location)}/{_safe_stream(stream)}.{int(task)}"
+                data = _read_local(path, offset)
+                if data:
+                    out[(stream, task)] = data
+            return out
+        lines = []
+        for stream, task, offset in reads:
+            name = f"{location}/{_safe_stream(stream)}.{int(task)}"
+            lines.append(
+                f"printf '%s ' {shlex.quote(f'{stream}.{int(task)}')}; "
+                f"tail -c +{int(offset) + 1} {shlex.quote(name)} 2>/dev/null "
+                f"| head -c {64 * 1024} | od -An -v -tx1 | tr -d ' \\n'; echo"
+            )
+        result = self.transport.run(["sh", "-c", "\n".join(lines)])
+        got: dict[tuple[str, int], bytes] = {}
+        for line in result.stdout.splitlines():
+            label, _, hexdata = line.partition(" ")
+            stream, _, task_text = label.rpartition(".")
+            if hexdata.strip() and task_text.isdigit():
+                try:
+                    got[(stream, int(task_text))] = bytes.fromhex(hexdata.strip())
+                except ValueError:
+                    continue
+        return got
+
+    def progress(self, location: str, tasks: Sequence[int]) -> dict[int, int]:
+        """The sizes of ``progress.N`` (the runner appends one byte per finished call)."""
+        if not tasks:
+            return {}
+        if self.transport.name == "local":
+            base = self.transport.expand(location)
+            sizes: dict[int, int] = {}
+            for t in tasks:
+                try:
+                    sizes[t] = os.stat(f"{base}/progress.{int(t)}").st_size
+                except OSError:
+                    continue
+            return sizes
+        script = (
+            f"cd {shlex.quote(location)} 2>/dev/null || exit 0; for t in "
+            + " ".join(str(int(t)) for t in tasks)
+            + '; do [ -f "progress.$t" ] && printf "%s %s\\n" "$t" "$(wc -c <"progress.$t")"; done; true'
+        )
+        result = self.transport.run(["sh", "-c", script])
+        out: dict[int, int] = {}
+        for line in result.stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+                out[int(parts[0])] = int(parts[1])
+        return out
+
     def cleanup(self, location: str) -> None:
         root = self.root()
         parent, _, base = location.rstrip("/").rpartition("/")
@@ -149,6 +235,30 @@ class FileStore(JobStore):
 
     def describe(self) -> str:
         return f"job directories in {self.root()}"
+
+
+STREAM_READ_BYTES = 1024 * 1024
+"""The most bytes read from one task's stdout or stderr in one poll (the rest comes next)."""
+
+
+def _safe_stream(stream: str) -> str:
+    if stream not in ("out", "err"):
+        raise ValueError(f"unknown log stream {stream!r}")
+    return stream
+
+
+def _read_local(path: str, offset: int) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return b""
+    try:
+        if os.fstat(fd).st_size <= offset:
+            return b""
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.read(fd, STREAM_READ_BYTES)
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------- results in a log
