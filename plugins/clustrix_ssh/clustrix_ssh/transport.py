@@ -367,6 +367,14 @@ class SshTransport(Transport):
                 ["sh", "-c", "id -u && id -un"], timeout=self.endpoint.connect_timeout + 30
             )
             lines = result.stdout.split()
+            if result.returncode == 0 and not result.stdout.strip():
+                raise TransportError(
+                    f"commands do not run on {self.endpoint.describe()}: `id -u` printed "
+                    "nothing and exited 0, so the remote login shell ends before running "
+                    "them; its startup files (~/.bashrc, ~/.profile, ...) probably `exit` or "
+                    "`exec` another program for non-interactive shells: guard such lines with "
+                    "a check for an interactive shell (case $- in *i*)"
+                )
             if result.returncode != 0 or len(lines) < 2 or not lines[0].isdigit():
                 raise TransportError(
                     f"cannot find the remote user id on {self.endpoint.describe()} "
@@ -691,7 +699,8 @@ class _Shell:
         if not stdin:
             script = f"( {command} ) </dev/null\n"
         elif _heredoc_safe(stdin):
-            script = f"( {command} ) <<'{token}_IN'\n{stdin.decode('latin-1')}{token}_IN\n"
+            body = stdin.decode("utf-8", "surrogateescape")  # the bytes, exactly, below
+            script = f"( {command} ) <<'{token}_IN'\n{body}{token}_IN\n"
         else:
             encoded = base64.encodebytes(stdin).decode("ascii")
             script = f"base64 -d <<'{token}_IN' | ( {command} )\n{encoded}{token}_IN\n"
@@ -703,7 +712,7 @@ class _Shell:
         err.clear()
         mark = token.encode()
         try:
-            chan.sendall(script.encode("latin-1"))
+            chan.sendall(script.encode("utf-8", "surrogateescape"))  # a command may be UTF-8
         except Exception as exc:
             raise _Interrupted(str(exc)) from exc
         deadline = None if timeout is None else time.monotonic() + timeout
