@@ -223,6 +223,8 @@ class Scheduler:
                     return RemoteInfo(**json.loads(line))
                 except (ValueError, TypeError):
                     continue
+            if not result.stdout.strip():
+                self.transport.uid()  # a transport that can tell why nothing runs raises it
             raise TransportError(
                 f"unexpected answer from the remote Python {python!r}: {result.stdout[-1000:]!r}"
             )
