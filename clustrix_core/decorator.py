@@ -7,6 +7,7 @@ The decorated function keeps its signature for type checkers: ``f(x)`` has ``f``
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, cast, overload
@@ -44,7 +45,10 @@ class ClusterFunction(Generic[P, R]):
             return self._executor
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        return self.submit(*args, **kwargs).result()
+        """Run one call as a job and wait: its output shows here as it arrives (unless
+        ``stream_output=False``); Ctrl-C cancels the job (``on_interrupt="detach"``: leaves it
+        running and says how to get its result) and raises KeyboardInterrupt."""
+        return self.executor.call(self.__clustrix_function__, *args, **kwargs)
 
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> ClusterFuture[R]:
         """Run one call as a job; a future of its value (``await`` it in a coroutine)."""
@@ -55,10 +59,17 @@ class ClusterFunction(Generic[P, R]):
     def map(
         self, *iterables: Iterable[Any], chunksize: int | None = None, timeout: float | None = None
     ) -> list[R]:
-        """One call per item of ``iterables`` (zipped), as one array job; the values in order."""
+        """One call per item of ``iterables`` (zipped), as one array job; the values in order.
+        Progress moves per call; the tasks' output shows here as it arrives, each line prefixed
+        ``[JOB task N]`` (unless ``stream_output=False``); Ctrl-C as for a single call."""
+        executor = self.executor
         return list(
-            self.executor.map(
-                self.__clustrix_function__, *iterables, chunksize=chunksize, timeout=timeout
+            executor.map(
+                self.__clustrix_function__,
+                *iterables,
+                chunksize=chunksize,
+                timeout=timeout,
+                stream_output=executor.profile.stream_output is not False,
             )
         )
 
@@ -95,10 +106,57 @@ class ClusterFunction(Generic[P, R]):
     def __get__(self, obj: Any, objtype: Any = None) -> Any:
         if obj is None:
             return self
-        return functools.partial(self.__call__, obj)
+        return BoundClusterFunction(self, obj)
 
     def __repr__(self) -> str:
-        return f"<cluster function {self.__qualname__} profile={self._profile or 'default'}>"
+        return f"<cluster function {_describe(self.__clustrix_function__)} profile={self._profile or 'default'}>"
+
+
+class BoundClusterFunction:
+    """``obj.method`` of a ``@cluster`` method: the instance is the first argument of every call
+    (it travels with the job), and ``submit``/``map``/``local``/``asubmit``/``amap`` stay."""
+
+    def __init__(self, function: ClusterFunction[Any, Any], obj: Any) -> None:
+        self.__func__ = function
+        self.__self__ = obj
+        functools.update_wrapper(self, function.__clustrix_function__)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__func__(self.__self__, *args, **kwargs)
+
+    def submit(self, *args: Any, **kwargs: Any) -> ClusterFuture[Any]:
+        return self.__func__.submit(self.__self__, *args, **kwargs)
+
+    def map(
+        self, *iterables: Iterable[Any], chunksize: int | None = None, timeout: float | None = None
+    ) -> list[Any]:
+        if not iterables:
+            return []
+        return self.__func__.map(
+            itertools.repeat(self.__self__), *iterables, chunksize=chunksize, timeout=timeout
+        )
+
+    def local(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__func__.local(self.__self__, *args, **kwargs)
+
+    async def asubmit(self, *args: Any, **kwargs: Any) -> Any:
+        return await self.__func__.asubmit(self.__self__, *args, **kwargs)
+
+    async def amap(self, *iterables: Iterable[Any], chunksize: int | None = None) -> list[Any]:
+        if not iterables:
+            return []
+        return await self.__func__.amap(
+            itertools.repeat(self.__self__), *iterables, chunksize=chunksize
+        )
+
+    def __repr__(self) -> str:
+        return f"<bound {self.__func__!r} of {self.__self__!r}>"
+
+
+def _describe(fn: Any) -> str:
+    """A function's qualified name; for anything else (``functools.partial``...) its repr."""
+    name = getattr(fn, "__qualname__", None)
+    return name if isinstance(name, str) else repr(fn)
 
 
 def _identity(fn: Any) -> Any:

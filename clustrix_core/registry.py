@@ -190,8 +190,15 @@ class Registry:
         if not rows:
             raise ClustrixError(f"no job {job_id!r} in the registry {self.path}")
         if len(rows) > 1:
+            found = sorted((_decode(r) for r in rows), key=lambda r: r.submitted_at)
+            lines = "".join(
+                f"\n  {r.job_id}  {r.function}  {r.state}  "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r.submitted_at))}"
+                for r in found
+            )
             raise ClustrixError(
-                f"job id prefix {job_id!r} is ambiguous: {', '.join(r[0] for r in rows)}"
+                f"job id prefix {job_id!r} is ambiguous: it matches {len(rows)} jobs; "
+                f"give more of the id:{lines}"
             )
         return _decode(rows[0])
 

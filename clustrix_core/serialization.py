@@ -352,19 +352,12 @@ class SourceSerializer(Serializer):
             ) from exc
 
     def build(self, fn: Callable[..., Any]) -> dict[str, Any]:
+        reference = _importable(fn)
         fn = inspect.unwrap(fn)
-        module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
-        by_reference = not isinstance(fn, types.FunctionType) or (
-            module not in (None, "__main__") and _user_module(fn) is None
-        )
-        if (
-            by_reference
-            and module
-            and qualname
-            and "<" not in qualname
-            and _resolves(module, qualname, fn)
-        ):
-            # a builtin or a function of an installed module: the remote imports it
+        if reference is not None:
+            # a builtin or a function of an installed module (decorated or not, as
+            # numpy.linalg.norm): the remote imports it by the name it has here
+            module, qualname = reference
             top, _, rest = qualname.partition(".")
             source = f"from {module} import {top} as __clustrix_ref__\n"
             source += f"__clustrix_fn__ = __clustrix_ref__{'.' + rest if rest else ''}\n"
@@ -376,14 +369,14 @@ class SourceSerializer(Serializer):
         state = _SourceState(main=fn)
         state.add_function(fn, fn.__name__)
         imports = "".join(sorted(state.imports))
-        defs = "\n".join(text for _, text in sorted(state.defs))
+        defs = state.definitions()
         source = imports + "\n" + defs
         return {
             "name": fn.__name__,
             "module": fn.__module__,
             "source": source,
             "constants": state.constants,
-            "modules": list(state.modules.items()),
+            "modules": state.shipped_modules(),
             "defaults": state.defaults,
         }
 
@@ -439,14 +432,12 @@ def _ship_user_objects(fn: Any, objects: Iterable[Any]) -> dict[str, Any] | None
     if not states and not modules.modules:
         return None
     return {
-        "modules": list(modules.modules.items()),
+        "modules": modules.shipped_modules(),
         "namespaces": [
             (
                 name,
                 {
-                    "source": "".join(sorted(st.imports))
-                    + "\n"
-                    + "\n".join(text for _, text in sorted(st.defs)),
+                    "source": "".join(sorted(st.imports)) + "\n" + st.definitions(),
                     "constants": st.constants,
                     "defaults": st.defaults,
                 },
@@ -463,11 +454,14 @@ class _SourceState:
         self.imports: set[str] = set()
         self.constants: dict[str, Any] = {}
         self.defs: list[tuple[tuple[int, str], str]] = []
+        self.needs: dict[str, set[str]] = {}
+        """Class name -> the names its definition uses when it runs (bases, class body)."""
         self.defaults: dict[str, tuple[Any, Any]] = {}
         self.seen: set[int] = set()
         self.bound: set[str] = set()
-        self.modules: dict[str, str] = {}
-        """Other local (user) modules the code imports, shipped as source, dependencies first."""
+        self.modules: dict[str, tuple[str, dict[str, Any]]] = {}
+        """Other local (user) modules the code imports, shipped as source with the current values
+        of their plain module-level variables, dependencies first."""
         self._shipping: set[str] = set()
 
     def ship_module(self, module: types.ModuleType) -> None:
@@ -489,7 +483,30 @@ class _SourceState:
                 dep = sys.modules.get(getattr(value, "__module__", "") or "")
             if dep is not None and dep is not module and _is_user_module(dep):
                 self.ship_module(dep)
-        self.modules[name] = source
+        self.modules[name] = (source, _current_values(self.main, module, source))
+
+    def shipped_modules(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(name, source, values set after running the source), dependencies first."""
+        return [(name, source, values) for name, (source, values) in self.modules.items()]
+
+    def definitions(self) -> str:
+        """The shipped definitions in an order that runs: by line, but a class after the classes
+        (and other definitions) its bases and class body use (definitions from several notebook
+        cells or prompts have unrelated line numbers)."""
+        pending = sorted(self.defs)
+        names = {key[1] for key, _ in pending}
+        done: set[str] = set()
+        out: list[str] = []
+        while pending:
+            ready = [
+                i
+                for i, ((_, name), _) in enumerate(pending)
+                if not (self.needs.get(name, set()) & names) - done - {name}
+            ]
+            key, text = pending.pop(ready[0] if ready else 0)  # a cycle: keep line order
+            done.add(key[1])
+            out.append(text)
+        return "\n".join(out)
 
     def add_function(self, fn: types.FunctionType, bind_as: str) -> None:
         if id(fn) in self.seen:
@@ -501,14 +518,7 @@ class _SourceState:
                 f"the source strategy cannot ship the lambda {what}: give it a name with def "
                 f"(or use the cloudpickle strategy with a remote Python of the same version)"
             )
-        try:
-            raw = inspect.getsource(fn)
-        except (OSError, TypeError) as exc:
-            raise SerializationError(
-                f"the source strategy needs the source code of {what}, and there is none "
-                f"(defined in an interactive session or generated at run time?): {exc}. Define it in a "
-                f"file, or use the cloudpickle strategy with a remote Python of the same version."
-            ) from exc
+        raw = _source_of(fn)[0]
         text = textwrap.dedent(raw)
         try:
             tree = ast.parse(text)
@@ -656,22 +666,247 @@ class _SourceState:
         if id(cls) in self.seen:
             return
         self.seen.add(id(cls))
-        try:
-            text = textwrap.dedent(inspect.getsource(cls))
-        except (OSError, TypeError) as exc:
-            raise SerializationError(
-                f"the source strategy needs the source of class {cls.__qualname__}: {exc}"
-            ) from exc
-        order = (inspect.getsourcelines(cls)[1], cls.__name__)
-        self.defs.append(
-            (order, text + (f"{name} = {cls.__name__}\n" if name != cls.__name__ else ""))
-        )
+        raw, first = _source_of(cls)
+        text = textwrap.dedent(raw)
         tree = ast.parse(text)
-        used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
         module_globals = vars(sys.modules[cls.__module__])
+        node = next((n for n in tree.body if isinstance(n, ast.ClassDef)), None)
+        if node is not None:  # @cluster on its methods: plain methods on the remote
+            surgery = _Surgery(text)
+            for item in ast.walk(node):
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    for dec in item.decorator_list:
+                        if _is_cluster_decorator(dec, module_globals):
+                            start = (dec.lineno, 0)
+                            surgery.replace(start, (dec.end_lineno + 1, 0), "")  # type: ignore[operator]
+            text = surgery.result()
+            self.needs[cls.__name__] = _class_needs(node)
+        self.defs.append(
+            (
+                (first, cls.__name__),
+                text + (f"{name} = {cls.__name__}\n" if name != cls.__name__ else ""),
+            )
+        )
+        used = {n.id for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Name)}
         for other in sorted(used):
             if other in module_globals and other != cls.__name__:
                 self.add_global(self.main, other, module_globals[other])
+
+
+def _class_needs(node: ast.ClassDef) -> set[str]:
+    """The names a class statement uses when it runs: its bases, keywords, decorators and the
+    statements of its body outside the functions it defines."""
+    used: set[str] = set()
+    roots: list[ast.AST] = [*node.bases, *node.keywords, *node.decorator_list]
+    for stmt in node.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            roots += [*stmt.decorator_list, *stmt.args.defaults]
+            roots += [d for d in stmt.args.kw_defaults if d is not None]
+        else:
+            roots.append(stmt)
+    for root in roots:
+        used |= {n.id for n in ast.walk(root) if isinstance(n, ast.Name)}
+    return used
+
+
+# --------------------------------------------- source of code from notebooks and prompts
+
+
+def _source_of(obj: Any) -> tuple[str, int]:
+    """(source text, first line) of a function or class. Beyond :func:`inspect.getsourcelines`:
+    a class of a notebook cell or of Python 3.13's prompt (whose ``__main__`` has no file) is
+    found in the cell or prompt its methods come from; a function or class typed at the
+    ``>>>`` prompt of an older Python is recovered from the readline history, and used only
+    when compiling it gives the very code object(s) the interpreter has."""
+    try:
+        lines, first = inspect.getsourcelines(obj)
+        return "".join(lines), first
+    except (OSError, TypeError) as exc:
+        error: Exception = exc
+    found = _class_in_cached_lines(obj) if isinstance(obj, type) else None
+    if found is None:
+        found = _from_history(obj)
+    if found is not None:
+        return found
+    kind = "class" if isinstance(obj, type) else "function"
+    what = _qualname(obj)
+    if _typed_at_prompt(obj):
+        raise SerializationError(
+            f"the source strategy needs the source code of the {kind} {what}, which was typed at "
+            f"the interactive prompt: Python {platform.python_version()} keeps no source of what "
+            f"is typed there (3.13's prompt does), and the readline history "
+            f"{'has no definition of it that compiles to the same code' if _history_lines() else 'is not available'}"
+            f". Put it in a file and import it (or %run it), or use the cloudpickle strategy with "
+            f"a remote Python of the same version."
+        ) from error
+    raise SerializationError(
+        f"the source strategy needs the source code of the {kind} {what}, and there is none "
+        f"(generated at run time, or its file is gone?): {error}. Define it in a file, or use "
+        f"the cloudpickle strategy with a remote Python of the same version."
+    ) from error
+
+
+def _typed_at_prompt(obj: Any) -> bool:
+    codes = _codes_of(obj)
+    return bool(codes) and all(c.co_filename == "<stdin>" for c in codes)
+
+
+def _codes_of(obj: Any) -> list[types.CodeType]:
+    """The code objects of a function, or of the methods a class defines itself."""
+    if isinstance(obj, types.FunctionType):
+        return [obj.__code__]
+    if not isinstance(obj, type):
+        return []
+    codes = []
+    for value in vars(obj).values():
+        for candidate in (
+            value,
+            getattr(value, "__func__", None),
+            *(getattr(value, a, None) for a in ("fget", "fset", "fdel")),
+        ):
+            if isinstance(candidate, types.FunctionType) and candidate.__qualname__.startswith(
+                obj.__qualname__ + "."
+            ):
+                codes.append(candidate.__code__)
+    return codes
+
+
+def _class_in_cached_lines(cls: type) -> tuple[str, int] | None:
+    """A class of ``__main__`` (no file) found in the source lines linecache keeps for the cell
+    or prompt its methods come from, or (a class without methods) in any of those."""
+    import linecache
+
+    codes = _codes_of(cls)
+    if codes:
+        files = list(dict.fromkeys(c.co_filename for c in codes))
+    else:
+        files = [
+            f for f in reversed(list(linecache.cache)) if f.startswith("<") or "ipykernel" in f
+        ]
+    for filename in files:
+        lines = linecache.getlines(filename)
+        if not lines:
+            continue
+        try:
+            tree = ast.parse("".join(lines))
+        except SyntaxError:
+            continue
+        for node in reversed(tree.body):
+            if isinstance(node, ast.ClassDef) and node.name == cls.__name__:
+                first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                text = "".join(lines[first - 1 : node.end_lineno])  # type: ignore[attr-defined]
+                if _same_class(text, cls):
+                    return text, first
+    return None
+
+
+def _history_lines() -> list[str]:
+    try:
+        import readline
+    except ImportError:
+        return []
+    try:
+        n = readline.get_current_history_length()
+        return [readline.get_history_item(i) or "" for i in range(1, n + 1)]
+    except Exception:
+        return []
+
+
+def _from_history(obj: Any) -> tuple[str, int] | None:
+    """The latest definition of ``obj`` typed at the prompt (readline history) that compiles
+    to the code the interpreter ran."""
+    if not _typed_at_prompt(obj) and not (isinstance(obj, type) and obj.__module__ == "__main__"):
+        return None
+    lines = _history_lines()
+    keyword = "class" if isinstance(obj, type) else "def"
+    import re
+
+    start = re.compile(rf"(async\s+)?{keyword}\s+{re.escape(obj.__name__)}\b")
+    for i in range(len(lines) - 1, -1, -1):
+        if not start.match(lines[i]):
+            continue
+        first = i
+        while first > 0 and lines[first - 1].startswith("@"):
+            first -= 1
+        block = lines[first : i + 1]
+        for line in lines[i + 1 :]:
+            if not line[:1].isspace() and not line.startswith(("@", ")", "]", "}")):
+                break
+            if line.startswith("@"):
+                break
+            block.append(line)
+        text = "".join(line + "\n" for line in block)
+        if isinstance(obj, type) and _same_class(text, obj):
+            return text, first + 1
+        if isinstance(obj, types.FunctionType) and _compiles_to(text, obj.__code__):
+            return text, first + 1
+    return None
+
+
+def _compiles_to(text: str, code: types.CodeType) -> bool:
+    try:
+        module = compile(text, code.co_filename, "exec", dont_inherit=True)
+    except SyntaxError:
+        return False
+    return any(_same_code(c, code) for c in _inner_codes(module))
+
+
+def _inner_codes(code: types.CodeType) -> Iterable[types.CodeType]:
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield const
+            yield from _inner_codes(const)
+
+
+def _same_code(a: types.CodeType, b: types.CodeType) -> bool:
+    if (a.co_name, a.co_code, a.co_names, a.co_varnames, a.co_freevars) != (
+        b.co_name,
+        b.co_code,
+        b.co_names,
+        b.co_varnames,
+        b.co_freevars,
+    ) or len(a.co_consts) != len(b.co_consts):
+        return False
+    for x, y in zip(a.co_consts, b.co_consts):
+        if isinstance(x, types.CodeType) and isinstance(y, types.CodeType):
+            if not _same_code(x, y):
+                return False
+        elif type(x) is not type(y) or x != y:
+            return False
+    return True
+
+
+def _same_class(text: str, cls: type) -> bool:
+    """Whether ``text`` defines a class like ``cls``: same base names, the same names defined in
+    its body, and methods that compile to the very code objects ``cls`` has."""
+    try:
+        tree = ast.parse(textwrap.dedent(text))
+    except SyntaxError:
+        return False
+    node = next((n for n in tree.body if isinstance(n, ast.ClassDef)), None)
+    if node is None or node.name != cls.__name__:
+        return False
+    bases = [ast.unparse(b).rsplit(".", 1)[-1] for b in node.bases]
+    if bases != [b.__name__ for b in cls.__bases__ if b is not object]:
+        return False
+    codes = _codes_of(cls)
+    if codes:
+        try:
+            compiled = list(
+                _inner_codes(
+                    compile(textwrap.dedent(text), codes[0].co_filename, "exec", dont_inherit=True)
+                )
+            )
+        except SyntaxError:
+            return False
+        return all(any(_same_code(c, code) for c in compiled) for code in codes)
+    defined = {
+        t.id
+        for stmt in node.body
+        for t in ast.walk(stmt)
+        if isinstance(t, ast.Name) and isinstance(t.ctx, ast.Store)
+    } | {stmt.name for stmt in node.body if isinstance(stmt, (ast.FunctionDef, ast.ClassDef))}
+    return defined == {k for k in vars(cls) if not k.startswith("__")}
 
 
 def _is_cluster_object(value: Any) -> bool:
@@ -679,6 +914,95 @@ def _is_cluster_object(value: Any) -> bool:
         type(value).__module__.startswith("clustrix_core")
         or getattr(value, "__module__", "") == "clustrix_core.decorator"
     )
+
+
+def _assigned_names(tree: ast.Module) -> dict[str, ast.expr | None]:
+    """Names a module binds by assignment at its top level (inside if/try/with blocks too) ->
+    the value expression of a simple ``NAME = value`` (None for other assignments)."""
+    found: dict[str, ast.expr | None] = {}
+
+    def targets(node: ast.expr, value: ast.expr | None) -> None:
+        if isinstance(node, ast.Name):
+            found[node.id] = value
+        elif isinstance(node, (ast.Tuple, ast.List)):
+            for elt in node.elts:
+                targets(elt, None)
+
+    def walk(body: list[ast.stmt]) -> None:
+        for stmt in body:
+            if isinstance(stmt, ast.Assign):
+                for target in stmt.targets:
+                    targets(target, stmt.value if len(stmt.targets) == 1 else None)
+            elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign)):
+                targets(stmt.target, stmt.value if isinstance(stmt, ast.AnnAssign) else None)
+            for field in ("body", "orelse", "finalbody"):
+                inner = getattr(stmt, field, None)
+                if isinstance(inner, list) and not isinstance(
+                    stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+                ):
+                    walk(inner)
+            for handler in getattr(stmt, "handlers", ()):
+                walk(handler.body)
+
+    walk(tree.body)
+    return found
+
+
+def _current_values(fn: Any, module: types.ModuleType, source: str) -> dict[str, Any]:
+    """The current values of ``module``'s variables (bound by assignment at its top level) that
+    are plain values, to be set after the shipped source ran: ``mytools.OFFSET = 0`` after
+    ``import mytools`` holds remotely as it does here (and as it does under cloudpickle). A
+    variable the source sets to a literal that now holds something else is refused, naming it."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return {}
+    now = vars(module)
+    values = {}
+    for name, expr in _assigned_names(tree).items():
+        if name not in now or name.startswith("__"):
+            continue
+        value = now[name]
+        if _is_plain(value):
+            values[name] = value
+            continue
+        if expr is None:
+            continue
+        try:
+            ast.literal_eval(expr)
+        except Exception:
+            continue  # made by code (a call, a class...): the shipped source makes it again
+        raise SerializationError(
+            f"{_qualname(fn)} uses the local module {module.__name__!r}, whose variable {name!r} "
+            f"was changed after import to a {type(value).__module__}.{type(value).__qualname__}; "
+            f"the source strategy carries changed module variables only when they are plain "
+            f"values (numbers, strings, lists, dicts...). Pass it as an argument instead, or use "
+            f"the cloudpickle strategy with a remote Python of the same version."
+        )
+    return values
+
+
+def _importable(fn: Any) -> tuple[str, str] | None:
+    """(module, qualified name) by which the remote can import ``fn`` or a wrapper of it: a
+    builtin, or a function of an installed package (not user code nor ``__main__``, which travel
+    as source), whatever decorators it has."""
+    seen: set[int] = set()
+    obj = fn
+    while obj is not None and id(obj) not in seen:
+        seen.add(id(obj))
+        module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+        if (
+            not _is_cluster_object(obj)
+            and isinstance(module, str)
+            and isinstance(qualname, str)
+            and module != "__main__"
+            and "<" not in qualname
+            and (not isinstance(obj, types.FunctionType) or _user_module(obj) is None)
+            and _resolves(module, qualname, obj)
+        ):
+            return module, qualname
+        obj = getattr(obj, "__wrapped__", None)
+    return None
 
 
 def _resolves(module: str, qualname: str, value: Any) -> bool:
