@@ -879,8 +879,8 @@ class ClusterExecutor(cf.Executor):
             _record(job.record, final, state=final, finished_at=time.time())
         if ready:
             self._stream_output(job, final=True, tasks=ready)
-            if len(job.collected) == job.record.ntasks and job.progress is not None:
-                job.progress.close()  # before the last delivery: the caller prints next
+            if len(job.collected) == job.record.ntasks:
+                _finish_progress(job, deliveries)  # before the last delivery: the caller prints
         _deliver_all(deliveries)
         return bool(ready)
 
@@ -1017,8 +1017,7 @@ class ClusterExecutor(cf.Executor):
             self._keep_logs(job)  # before delivery: fut.stdout() works at once and after cleanup
         _record(job.record, final, state=final, reason=worst.reason[:1000], finished_at=time.time())
         self._stream_output(job, final=True)  # the rest of the output before the value
-        if job.progress is not None:
-            job.progress.close()  # before delivery: the caller prints next
+        _finish_progress(job, deliveries)  # before delivery: the caller prints next
         _deliver_all(deliveries)  # after the registry knows, so a process may exit at once
         get_plugin_manager().hook.clustrix_job_finished(record=job.record, state=final)
         try:
@@ -1036,6 +1035,22 @@ class ClusterExecutor(cf.Executor):
                     keep_log(job.record.job_id, stream, t, text)
                 except Exception as exc:  # keeping a copy must never cost a result
                     logger.warning("clustrix: could not keep the %s of %s: %s", stream, job, exc)
+
+
+def _finish_progress(
+    job: _Job, deliveries: Sequence[tuple[ClusterFuture, Any, BaseException | None]]
+) -> None:
+    """The final count of a job whose last results are about to be delivered, and its bar
+    closed, so that nothing the caller prints next lands on the bar's line."""
+    if job.progress is None:
+        return
+    failed = sum(1 for _, _, exc in deliveries if exc is not None) + sum(
+        1 for f in job.futures if f.done() and (f.cancelled() or f.exception() is not None)
+    )
+    job.progress.update(
+        done=job.record.ncalls, failed=failed, running=0, finished_tasks=job.record.ntasks
+    )
+    job.progress.close()
 
 
 def _job_label(job: _Job) -> str:

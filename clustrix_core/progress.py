@@ -8,11 +8,14 @@ import codecs
 import logging
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 logger = logging.getLogger(__name__)
 
+LOG_EVERY = 5.0
+"""Seconds between progress log lines while only the count of finished calls moves."""
 _FRAME_BEGIN = "-----BEGIN CLUSTRIX OUTCOME "
 _FRAME_END = "-----END CLUSTRIX OUTCOME-----"
 
@@ -43,6 +46,8 @@ class Progress:
         self.last: tuple[int, int, int, int] | None = None
         self.bar: Any = None
         self.lock = threading.RLock()
+        self._logged: tuple[int, int, int, int] | None = None
+        self._logged_at = 0.0
         if enabled is None:
             enabled = interactive()
         if enabled:
@@ -66,6 +71,13 @@ class Progress:
                 self.bar.n = done
                 self.bar.set_postfix(failed=failed, running=running, pending=pending, refresh=False)
                 self.bar.refresh()
+            # the log line (non-interactive use): when tasks start or end, at the end, and at
+            # most every LOG_EVERY seconds while only the count of calls moves
+            now = time.monotonic()
+            tasks_moved = self._logged is None or self._logged[1:] != state[1:]
+            if not (tasks_moved or done >= self.ncalls or now - self._logged_at >= LOG_EVERY):
+                return True
+            self._logged, self._logged_at = state, now
         logger.info(
             "%s: %d/%d calls done (%d failed), tasks: %d running, %d pending",
             self.label,
