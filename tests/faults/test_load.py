@@ -97,8 +97,9 @@ def _measure_wait(
     assert all(n in STATUS for n in names), names
     # one status query per poll (a query in flight at either edge of the window may count)
     assert polls - 1 <= len(names) <= polls + 1, figures
-    # and the poll interval backed off to poll_max while nothing changed
-    assert polls <= (stop - start) / POLL_MAX + 2, figures
+    # and the interval backs off towards poll_max (a queued job's state or reason changing
+    # brings it back to poll_min for a second: allow some of that)
+    assert polls <= 1.5 * (stop - start) / POLL_MAX + 5, figures
     assert figures["monitor_cpu_fraction"] < 0.05, figures
     return figures
 
