@@ -397,8 +397,9 @@ _monitors_lock = threading.Lock()
 
 
 def shared_monitor(backend: Backend) -> Monitor:
-    """The one monitor of this process for ``backend``'s profile: its name, cluster and plugin
-    options (what status commands depend on; call-site resource overrides do not count)."""
+    """The one monitor of this process for ``backend``'s profile: its name, cluster, plugin
+    options and polling settings (what status queries depend on; call-site resource overrides
+    do not count)."""
     profile = backend.profile
     key = (
         profile.name,
@@ -407,6 +408,9 @@ def shared_monitor(backend: Backend) -> Monitor:
         *backend.transport.connection_key(profile),
         json.dumps(profile.options, sort_keys=True, default=str),
         profile.command_timeout,
+        profile.poll_min,
+        profile.poll_max,
+        profile.status_patience,
     )
     with _monitors_lock:
         monitor = _monitors.get(key)
