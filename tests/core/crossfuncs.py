@@ -67,5 +67,5 @@ def calls_itself(n):
 def prints_a_fake_frame(job_id):
     """Prints something that looks like the runner's outcome frame, then returns 42."""
     print("hello before")
-    print("\n-----BEGIN CLUSTRIX OUTCOME %s 0-----\nQUJD\n-----END CLUSTRIX OUTCOME-----" % job_id)
+    print(f"\n-----BEGIN CLUSTRIX OUTCOME {job_id} 0-----\nQUJD\n-----END CLUSTRIX OUTCOME-----")
     return 42

@@ -234,7 +234,9 @@ def test_retry_submits_only_the_tasks_without_a_result(tmp_path: Path) -> None:
 
     profile = build_profile("r", {"work_dir": str(tmp_path)})
     counter = iter(range(100, 200))
-    transport = RecordingTransport(answers={"rec-submit": lambda argv: (0, f"{next(counter)}\n", "")})
+    transport = RecordingTransport(
+        answers={"rec-submit": lambda argv: (0, f"{next(counter)}\n", "")}
+    )
     sched = _Recorder(profile=profile, transport=transport)
     job_dir = tmp_path / "j"
     job_dir.mkdir()
@@ -244,7 +246,7 @@ def test_retry_submits_only_the_tasks_without_a_result(tmp_path: Path) -> None:
     subs = sched.submit(attrs.evolve(spec, only=(1, 3, 4, 7)))
     assert [(s.first, s.count) for s in subs] == [(1, 1), (3, 2), (7, 1)]
     script = (job_dir / "job.3.sh").read_text()
-    assert 'TASK=$(( ${REC_TASK} + 3 ))' in script and "--tasks=2" in script
+    assert "TASK=$(( ${REC_TASK} + 3 ))" in script and "--tasks=2" in script
     assert "TASK=$(( ${REC_TASK} + 1 ))" in (job_dir / "job.1.sh").read_text()  # array of one
     assert (job_dir / "env.sh").stat().st_mode & 0o777 == 0o600
 
@@ -258,7 +260,9 @@ def test_one_task_chunks_become_plain_jobs_where_the_scheduler_prefers(tmp_path:
     profile = build_profile("r", {"work_dir": str(tmp_path)})
     transport = RecordingTransport(answers={"rec-submit": (0, "7\n", "")})
     sched = NoSingleArrays(profile=profile, transport=transport)
-    spec = JobSpec(job_id="x", name="n", location=str(tmp_path), ntasks=3, python="p", profile=profile)
+    spec = JobSpec(
+        job_id="x", name="n", location=str(tmp_path), ntasks=3, python="p", profile=profile
+    )
     sched.submit(spec)
     argv = transport.commands("rec-submit")[0]
     script = Path(argv[1]).read_text()
@@ -339,6 +343,7 @@ def test_queued_job_cancelled_then_vanished_is_cancelled_not_lost(tmp_path: Path
 
 def test_swapped_results_of_a_map_are_refused_and_the_rest_deliver(local: Path) -> None:
     with ClusterExecutor("local", cleanup="never") as ex:
+
         def times10(x: int) -> int:
             return x * 10
 
@@ -396,7 +401,11 @@ def test_status_failures_end_in_an_error_not_a_hang(local: Path, tmp_path: Path)
 
 def test_ten_functions_and_three_executors_make_one_status_query_per_poll(local: Path) -> None:
     functions = [cluster(profile="local")(nap) for _ in range(10)]
-    executors = [ClusterExecutor("local"), ClusterExecutor("local", cores=2), ClusterExecutor("local")]
+    executors = [
+        ClusterExecutor("local"),
+        ClusterExecutor("local", cores=2),
+        ClusterExecutor("local"),
+    ]
     monitor = executors[0].monitor
     assert all(ex.monitor is monitor for ex in executors)
     assert all(f.executor.monitor is monitor for f in functions)
@@ -579,8 +588,16 @@ def test_runner_writes_its_outcome_to_stdout_between_markers(tmp_path: Path) -> 
         f.chmod(0o400)
     inputs.chmod(0o500)
     proc = subprocess.run(
-        [sys.executable, str(inputs / "runner.py"), "--inputs", str(inputs), "--task-env", "IDX",
-         "--output", "-"],
+        [
+            sys.executable,
+            str(inputs / "runner.py"),
+            "--inputs",
+            str(inputs),
+            "--task-env",
+            "IDX",
+            "--output",
+            "-",
+        ],
         capture_output=True,
         text=True,
         env={**os.environ, "IDX": "0"},

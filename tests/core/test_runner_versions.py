@@ -6,7 +6,6 @@ import glob
 import os
 import pickle
 import secrets
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +17,9 @@ from clustrix_core.errors import IntegrityError
 from clustrix_core.executor import RUNNER_SOURCE, rebuild_exception, split_tasks
 from clustrix_core.serialization import (
     PROBE_SNIPPET,
-    Payload,
     CloudpickleSerializer,
     DillSerializer,
+    Payload,
     RemoteInfo,
     SourceSerializer,
     decode_result,
@@ -208,7 +207,9 @@ def test_tampered_result_refused_locally() -> None:
     context = runner.task_context(JOB_ID, 0)
     blob = runner.seal(runner.RESULT_MAGIC, key, pickle.dumps(report), context)
     assert decode_result(blob, key, job_id=JOB_ID, task=0, ncalls=1) == report
-    forged = runner.seal(runner.RESULT_MAGIC, secrets.token_bytes(32), pickle.dumps(report), context)
+    forged = runner.seal(
+        runner.RESULT_MAGIC, secrets.token_bytes(32), pickle.dumps(report), context
+    )
     with pytest.raises(IntegrityError, match="HMAC"):
         decode_result(forged, key, job_id=JOB_ID, task=0, ncalls=1)
     with pytest.raises(IntegrityError, match="HMAC"):
