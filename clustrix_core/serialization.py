@@ -718,11 +718,16 @@ def _source_of(obj: Any) -> tuple[str, int]:
     found in the cell or prompt its methods come from; a function or class typed at the
     ``>>>`` prompt of an older Python is recovered from the readline history, and used only
     when compiling it gives the very code object(s) the interpreter has."""
+    error: Exception
     try:
         lines, first = inspect.getsourcelines(obj)
-        return "".join(lines), first
+        if not isinstance(obj, type) or _defines_class("".join(lines), obj.__name__):
+            return "".join(lines), first
+        # 3.13's new prompt: __main__ has the prompt's own file, and inspect reads a class's
+        # "source" there by its __firstlineno__
+        error = OSError(f"inspect found no class {obj.__name__} where it looked")
     except (OSError, TypeError) as exc:
-        error: Exception = exc
+        error = exc
     found = _class_in_cached_lines(obj) if isinstance(obj, type) else None
     if found is None:
         found = _from_history(obj)
@@ -795,7 +800,7 @@ def _class_in_cached_lines(cls: type) -> tuple[str, int] | None:
             if isinstance(node, ast.ClassDef) and node.name == cls.__name__:
                 first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
                 text = "".join(lines[first - 1 : node.end_lineno])  # type: ignore[attr-defined]
-                if _same_class(text, cls):
+                if _same_class(text, cls, filename):
                     return text, first
     return None
 
@@ -836,7 +841,7 @@ def _from_history(obj: Any) -> tuple[str, int] | None:
                 break
             block.append(line)
         text = "".join(line + "\n" for line in block)
-        if isinstance(obj, type) and _same_class(text, obj):
+        if isinstance(obj, type) and _same_class(text, obj, "<stdin>"):
             return text, first + 1
         if isinstance(obj, types.FunctionType) and _compiles_to(text, obj.__code__):
             return text, first + 1
@@ -876,9 +881,18 @@ def _same_code(a: types.CodeType, b: types.CodeType) -> bool:
     return True
 
 
-def _same_class(text: str, cls: type) -> bool:
-    """Whether ``text`` defines a class like ``cls``: same base names, the same names defined in
-    its body, and methods that compile to the very code objects ``cls`` has."""
+def _defines_class(text: str, name: str) -> bool:
+    try:
+        tree = ast.parse(textwrap.dedent(text))
+    except SyntaxError:
+        return False
+    return any(isinstance(n, ast.ClassDef) and n.name == name for n in tree.body)
+
+
+def _same_class(text: str, cls: type, filename: str) -> bool:
+    """Whether ``text`` (from ``filename``) defines a class like ``cls``: same base names, the
+    same names defined in its body, and methods (those of ``filename``) that compile to the
+    very code objects ``cls`` has."""
     try:
         tree = ast.parse(textwrap.dedent(text))
     except SyntaxError:
@@ -889,7 +903,7 @@ def _same_class(text: str, cls: type) -> bool:
     bases = [ast.unparse(b).rsplit(".", 1)[-1] for b in node.bases]
     if bases != [b.__name__ for b in cls.__bases__ if b is not object]:
         return False
-    codes = _codes_of(cls)
+    codes = [c for c in _codes_of(cls) if c.co_filename == filename]
     if codes:
         try:
             compiled = list(
