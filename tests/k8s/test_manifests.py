@@ -150,7 +150,11 @@ def test_cores_without_cpu_and_a_named_gpu_resource() -> None:
         ("image_pull_policy", "Sometimes", "image_pull_policy"),
         ("gpu_resource", "gpu", "gpu_resource"),
         ("in_cluster", "yes", "in_cluster"),
-        ("environment", ["numpy"], "environment"),
+        ("environment", ["no-such-requirements.txt"], "environment"),
+        ("environment_pvc", "Not_A_Name", "environment_pvc"),
+        ("environment_pvc", "cache", "environment_pvc"),  # and no environment
+        ("inputs_pvc", "big", "inputs_local_path"),
+        ("inputs_local_path", "/mnt/x", "inputs_pvc"),
         ("partition", "short", "partition"),
     ],
 )

@@ -25,6 +25,9 @@ OPTIONS = {
     "labels": "extra labels (a table) on every Job, Pod and Secret",
     "annotations": "extra annotations (a table) on every Job and Pod",
     "pending_timeout": "seconds a job's pods may stay stuck pending (Unschedulable, ErrImagePull, CreateContainerConfigError) before clustrix deletes the Job and fails it (default 300)",
+    "environment_pvc": "a PersistentVolumeClaim (ReadWriteMany) where the profile's environment is installed once per requirement set and reused by later pods (default: none; each pod installs it into a temporary directory)",
+    "inputs_pvc": "a PersistentVolumeClaim for inputs above the Secret limit (~1 MiB): each job's inputs in a private directory on it, mounted read-only (with inputs_local_path)",
+    "inputs_local_path": "where this host sees the volume of inputs_pvc (e.g. an NFS mount of it), to write the inputs there",
     "remote_python": "the image's Python version (e.g. '3.11'); default: probed by a short pod",
 }
 

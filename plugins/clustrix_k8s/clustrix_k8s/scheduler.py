@@ -17,6 +17,7 @@ The official ``kubernetes`` client is imported only when a profile talks to a cl
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -79,6 +80,81 @@ _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 # Runner exit 1 means "a call raised": its outcome is in the log, so the pod has succeeded (a
 # failed pod would count against backoffLimit and end the other indexes of a map).
 _WRAPPER = '"$0" "$@"; s=$?; if [ "$s" -eq 1 ]; then exit 0; fi; exit "$s"'
+
+ENV_MOUNT = "/clustrix/env"
+"""Where the profile's ``environment_pvc`` is mounted (its subdirectory ``ENV_SUBDIR``)."""
+ENV_SUBDIR = "clustrix-envs"
+INPUTS_MOUNT = "/clustrix/inputs"
+"""Where a job's directory on the profile's ``inputs_pvc`` is mounted (read-only)."""
+INPUTS_SUBDIR = "clustrix-inputs"
+INPUTS_DIR = "clustrix.io/inputs-dir"
+"""Annotation on a job's Secret: its inputs directory, relative to the ``inputs_pvc`` root."""
+SECRET_INPUTS = ("key", "runner.py")
+"""What stays in the Secret when the inputs go to a volume (the HMAC key never goes there)."""
+EXIT_ENVIRONMENT = 97
+"""The pod's exit status when preparing the environment (or the inputs) failed."""
+_INPUTS_DIR_NAME = re.compile(r"clustrix-[a-z0-9-]+-[0-9a-f]{16}")
+
+# Pod start with an environment and/or inputs on a volume. $0 is the Python; the environment's
+# requirements, digest and cache come in CLUSTRIX_REQUIREMENTS / CLUSTRIX_ENV_DIGEST /
+# CLUSTRIX_ENV_CACHE, the inputs directory in CLUSTRIX_INPUTS. pip's output goes to a file
+# (shown only when it fails), so the pod log holds the function's output and the result only.
+_SETUP = r"""set -u
+PY=$0
+T=$(mktemp -d "${TMPDIR:-/tmp}/clustrix.XXXXXX") || { echo "clustrix: mktemp failed" >&2; exit 97; }
+fail() { echo "clustrix: $*" >&2; rm -rf "$T"; exit 97; }
+if [ -n "${CLUSTRIX_REQUIREMENTS:-}" ]; then
+  printf '%s\n' "$CLUSTRIX_REQUIREMENTS" > "$T/requirements.txt" || fail "cannot write $T"
+  pipi() {
+    "$PY" -m pip install --disable-pip-version-check --no-input -q --target "$1" \
+      -r "$T/requirements.txt" > "$T/pip.log" 2>&1 && return 0
+    tail -n 40 "$T/pip.log" >&2; return 1
+  }
+  what=$(tr '\n' ' ' < "$T/requirements.txt")
+  if [ -n "${CLUSTRIX_ENV_CACHE:-}" ]; then
+    tag=$("$PY" -c 'import sys, platform; print("%s-%s" % (sys.implementation.cache_tag, platform.machine()))') \
+      || fail "the image's Python $PY does not run"
+    E="$CLUSTRIX_ENV_CACHE/env-$CLUSTRIX_ENV_DIGEST-$tag"
+    while [ ! -e "$E/.clustrix-ready" ]; do
+      if mkdir "$E.lock" 2>/dev/null; then
+        if [ ! -e "$E/.clustrix-ready" ]; then
+          rm -rf "$E"
+          if pipi "$E"; then
+            echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ) by pod ${HOSTNAME:-?}: $what" > "$E/.clustrix-building" \
+              && mv "$E/.clustrix-building" "$E/.clustrix-ready" || { rmdir "$E.lock"; fail "cannot write $E"; }
+          else
+            rm -rf "$E"; rmdir "$E.lock"; fail "installing the environment ($what) into $E failed"
+          fi
+        fi
+        rmdir "$E.lock"
+      else
+        # a lock left by a pod killed while building (older than 30 min) is broken
+        if [ -n "$(find "$E.lock" -maxdepth 0 -mmin +30 2>/dev/null)" ]; then rmdir "$E.lock" 2>/dev/null; fi
+        sleep 1
+      fi
+    done
+  else
+    E="$T/env"
+    pipi "$E" || fail "installing the environment ($what) failed"
+  fi
+  PYTHONPATH="$E${PYTHONPATH:+:$PYTHONPATH}"; CLUSTRIX_ENV=$E; export PYTHONPATH CLUSTRIX_ENV
+fi
+"""
+_JOB_SCRIPT = (
+    _SETUP
+    + r"""RUNNER=$1; IN=$2; shift 2
+if [ -n "${CLUSTRIX_INPUTS:-}" ]; then
+  mkdir "$T/in" || fail "cannot write $T"
+  for f in "$CLUSTRIX_INPUTS"/*; do ln -s "$f" "$T/in/" || fail "cannot link $f"; done
+  ln -s "$IN/key" "$T/in/key" || fail "cannot link the key"
+  IN="$T/in"
+fi
+"$PY" "$RUNNER" --inputs "$IN" "$@"; s=$?
+rm -rf "$T"
+if [ "$s" -eq 1 ]; then exit 0; fi; exit "$s"
+"""
+)
+_PROBE_SCRIPT = _SETUP + '"$PY" "$@"; s=$?; rm -rf "$T"; exit "$s"\n'
 
 
 def object_name(job_id: str, suffix: str = "") -> str:
@@ -191,6 +267,11 @@ def describe_pod(pod: Mapping[str, Any]) -> tuple[str, JobState | None, str, int
                 code = int(term["exitCode"])
                 why = term.get("reason") or "Error"
                 msg = f": {term['message']}" if term.get("message") else ""
+                if code == EXIT_ENVIRONMENT and not msg:
+                    msg = (
+                        ": preparing the profile's environment or inputs at pod start failed "
+                        "(pip's error is in the pod log: clustrix logs JOB_ID)"
+                    )
                 return "failed", JobState.FAILED, f"{why} (exit status {code}){msg}", code
         why = status.get("reason") or "Failed"
         return "failed", JobState.FAILED, f"{why}: {status.get('message') or ''}".rstrip(": "), None
@@ -272,11 +353,14 @@ class SecretStore(JobStore):
     """A job's inputs in one Secret (its name is the location); results and output from the logs
     of the job's pods (found by the ``clustrix.io/job-id`` label)."""
 
-    max_task_bytes = MAX_TASK_BYTES
+    max_task_bytes: int | None = MAX_TASK_BYTES
 
     def __init__(self, scheduler: K8sScheduler) -> None:
         self.scheduler = scheduler
+        if scheduler.inputs_volume() is not None:
+            self.max_task_bytes = None  # inputs go to the volume: no Secret limit
         self._job_ids: dict[str, str] = {}
+        self._inputs_dirs: dict[str, str | None] = {}
         self._results: dict[tuple[str, int], tuple[str, bytes]] = {}
         self._lock = threading.Lock()
 
@@ -289,14 +373,21 @@ class SecretStore(JobStore):
         return self.scheduler.namespace
 
     def stage(self, *, job_id: str, name: str, inputs: Mapping[str, bytes]) -> str:
+        secret_name = object_name(job_id)
+        annotations = {"clustrix.io/name": name}
+        inputs_dir: str | None = None
+        if self.scheduler.inputs_volume() is not None:
+            inputs_dir = self._stage_on_volume(secret_name, inputs)
+            annotations[INPUTS_DIR] = inputs_dir
+            inputs = {k: v for k, v in inputs.items() if k in SECRET_INPUTS}
         total = sum(len(v) for v in inputs.values())
         if total > MAX_TASK_BYTES:
             raise SerializationError(
                 f"the job's inputs take {total} bytes, more than the {MAX_TASK_BYTES} bytes a "
                 "Kubernetes Secret can hold: pass smaller arguments (load large data remotely), "
-                "or split the map into several smaller maps"
+                "split the map into several smaller maps, or name a volume for inputs in the "
+                "profile (inputs_pvc = CLAIM and inputs_local_path = where this host sees it)"
             )
-        secret_name = object_name(job_id)
         body = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -304,18 +395,82 @@ class SecretStore(JobStore):
             "metadata": {
                 "name": secret_name,
                 "labels": self.scheduler.labels(job_id),
-                "annotations": {"clustrix.io/name": name},
+                "annotations": annotations,
             },
             "data": {k: base64.b64encode(v).decode("ascii") for k, v in inputs.items()},
         }
         try:
             self.api.core.create_namespaced_secret(self.namespace, body)
         except self.api.ApiException as exc:
+            if inputs_dir is not None:
+                self._remove_inputs(inputs_dir)
             raise TransportError(
                 f"k8s: creating Secret {self.namespace}/{secret_name} failed: {_api_error(exc)}"
             ) from exc
         self._job_ids[secret_name] = job_id
+        self._inputs_dirs[secret_name] = inputs_dir
         return secret_name
+
+    # ---- large inputs on a volume (inputs_pvc, seen here at inputs_local_path)
+    def _inputs_root(self) -> tuple[str, str]:
+        """(the volume's root as this host sees it, the private directory for job inputs in it)."""
+        volume = self.scheduler.inputs_volume()
+        assert volume is not None
+        local = os.path.realpath(os.path.expanduser(volume[1]))
+        if not os.path.isdir(local):
+            raise ConfigError(
+                f"inputs_local_path={volume[1]!r} is not a directory: it must be where this host "
+                f"sees the volume of the claim {volume[0]!r} (e.g. an NFS mount of it)"
+            )
+        transport = self.scheduler.transport
+        root = transport.private_dir(f"{local}/{INPUTS_SUBDIR}")
+        return local, root
+
+    def _stage_on_volume(self, secret_name: str, inputs: Mapping[str, bytes]) -> str:
+        """Write the inputs but the key and runner into a new private directory on the inputs
+        volume; its path relative to the volume's root (the pods' ``subPath``)."""
+        local, root = self._inputs_root()
+        transport = self.scheduler.transport
+        path = f"{root}/{secret_name}-{secrets.token_hex(8)}"
+        transport.mkdir_exclusive(path, mode=0o700)
+        rel = os.path.relpath(path, local)
+        try:
+            for file, data in inputs.items():
+                if file not in SECRET_INPUTS:
+                    transport.put_bytes(f"{path}/{file}", data, mode=0o600)
+        except (OSError, TransportError) as exc:
+            self._remove_inputs(rel)
+            raise TransportError(f"staging the job's inputs in {path} failed: {exc}") from exc
+        return rel
+
+    def inputs_dir(self, location: str) -> str | None:
+        """The job's inputs directory relative to the inputs volume's root, or None (all its
+        inputs are in the Secret). Asked of the Secret when this process did not stage it."""
+        if self.scheduler.inputs_volume() is None:
+            return None
+        if location not in self._inputs_dirs:
+            try:
+                secret = self.api.raw(
+                    self.api.core.read_namespaced_secret(
+                        location, self.namespace, _preload_content=False
+                    )
+                )
+            except self.api.ApiException:
+                return None  # gone: nothing to mount or clean (not remembered: may be transient)
+            annotations = secret["metadata"].get("annotations") or {}
+            self._inputs_dirs[location] = annotations.get(INPUTS_DIR)
+        return self._inputs_dirs[location]
+
+    def _remove_inputs(self, rel: str) -> None:
+        """Remove a job's inputs directory (only a clustrix job directory in the private root)."""
+        local, root = self._inputs_root()
+        path = os.path.join(local, rel)
+        if os.path.dirname(path) != root or not _INPUTS_DIR_NAME.fullmatch(os.path.basename(path)):
+            raise ConfigError(f"refusing to remove {path!r}: not a clustrix inputs directory")
+        try:
+            self.scheduler.transport.remove_tree(path)
+        except (OSError, TransportError):
+            pass
 
     def job_id(self, location: str) -> str:
         known = self._job_ids.get(location)
@@ -444,6 +599,9 @@ class SecretStore(JobStore):
                 self.scheduler.delete_job(job["metadata"]["name"])
         except self.api.ApiException as exc:
             raise TransportError(f"k8s: listing the Jobs of {job_id} failed: {_api_error(exc)}")
+        inputs_dir = self.inputs_dir(location)
+        if inputs_dir is not None:
+            self._remove_inputs(inputs_dir)
         try:
             self.api.core.delete_namespaced_secret(location, self.namespace)
         except self.api.ApiException as exc:
@@ -454,9 +612,14 @@ class SecretStore(JobStore):
         with self._lock:
             for key in [k for k in self._results if k[0] == location]:
                 del self._results[key]
+        self._inputs_dirs.pop(location, None)
 
     def describe(self) -> str:
-        return f"Secrets in namespace {self.namespace} (results from pod logs)"
+        where = f"Secrets in namespace {self.namespace}"
+        volume = self.scheduler.inputs_volume()
+        if volume is not None:
+            where += f" and the volume {volume[0]} (at {volume[1]})"
+        return f"{where} (results from pod logs)"
 
 
 class K8sScheduler(Scheduler):
@@ -474,6 +637,7 @@ class K8sScheduler(Scheduler):
         self._last_pods: dict[str, list[dict[str, Any]]] = {}
         self._ended: dict[str, dict[int, int | None]] = {}
         self._notes: dict[tuple[str, int], str] = {}
+        self._requirements: list[str] | None = None
 
     # ---- options
     @property
@@ -504,6 +668,40 @@ class K8sScheduler(Scheduler):
             raise ConfigError(f"{key}={value!r} must be a table of name = value")
         return {str(k): str(v) for k, v in value.items()}
 
+    def inputs_volume(self) -> tuple[str, str] | None:
+        """(claim, where this host sees it) of the profile's volume for inputs, or None."""
+        claim = self.profile.option("inputs_pvc")
+        if not claim:
+            return None
+        return str(claim), str(self.profile.option("inputs_local_path"))
+
+    def requirements(self) -> list[str]:
+        """The environment's requirements (with what :meth:`prepare_environment` added)."""
+        if self._requirements is not None:
+            return self._requirements
+        if not self.profile.environment:
+            return []
+        from clustrix_core.environment import requirement_lines
+
+        return requirement_lines(self.profile.environment)
+
+    def _environment(self, requirements: Sequence[str]) -> tuple[list[dict[str, Any]], Any, Any]:
+        """(env vars, volume, volume mount) that prepare ``requirements`` at pod start."""
+        if not requirements:
+            return [], None, None
+        digest = hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()[:16]
+        env = [
+            {"name": "CLUSTRIX_REQUIREMENTS", "value": "\n".join(requirements)},
+            {"name": "CLUSTRIX_ENV_DIGEST", "value": digest},
+        ]
+        claim = self.profile.option("environment_pvc")
+        if not claim:
+            return env, None, None
+        env.append({"name": "CLUSTRIX_ENV_CACHE", "value": ENV_MOUNT})
+        volume = {"name": "clustrix-env", "persistentVolumeClaim": {"claimName": str(claim)}}
+        mount = {"name": "clustrix-env", "mountPath": ENV_MOUNT, "subPath": ENV_SUBDIR}
+        return env, volume, mount
+
     def labels(self, job_id: str, **more: str) -> dict[str, str]:
         return {**self._table("labels"), MANAGED_BY: "clustrix", JOB_ID: job_id, **more}
 
@@ -518,9 +716,25 @@ class K8sScheduler(Scheduler):
         if profile.modules or profile.setup or profile.directives:
             raise ConfigError("modules, setup and directives have no meaning for the k8s scheduler")
         if profile.environment:
+            from clustrix_core.environment import requirement_lines
+
+            requirement_lines(profile.environment)  # a missing requirements file fails now
+        for key in ("environment_pvc", "inputs_pvc"):
+            value = profile.option(key)
+            if value is not None and (
+                not isinstance(value, str) or not _DNS1123.fullmatch(value) or len(value) > 253
+            ):
+                raise ConfigError(f"{key}={value!r} is not the name of a PersistentVolumeClaim")
+        if profile.option("environment_pvc") and not profile.environment:
+            raise ConfigError("environment_pvc: the profile names no environment to cache there")
+        local = profile.option("inputs_local_path")
+        if bool(profile.option("inputs_pvc")) != bool(local):
             raise ConfigError(
-                "environment: not supported by clustrix-k8s yet; use an image with the packages"
+                "inputs_pvc and inputs_local_path go together: the claim the pods mount and "
+                "where this host sees the same volume (to write the inputs there)"
             )
+        if local is not None and not isinstance(local, str):
+            raise ConfigError(f"inputs_local_path={local!r} must be a path")
         for key in ("labels", "annotations", "node_selector"):
             value = profile.option(key) or {}
             if not isinstance(value, Mapping):
@@ -579,7 +793,11 @@ class K8sScheduler(Scheduler):
         return self.profile.max_parallel or 16
 
     def prepare_environment(self, python: str, info: RemoteInfo, requirements: list[str]) -> str:
-        raise ConfigError("environment: not supported by clustrix-k8s yet")
+        """Nothing is built here: every pod installs ``requirements`` when it starts (into the
+        ``environment_pvc`` cache once, else into a temporary directory); the next
+        :meth:`probe` runs in such a pod, so it sees what the environment provides."""
+        self._requirements = sorted(set(requirements))
+        return python
 
     def probe(self, python: str) -> RemoteInfo:
         from clustrix_core.serialization import RemoteInfo
@@ -591,23 +809,44 @@ class K8sScheduler(Scheduler):
                 minor = tuple(int(x) for x in version.split(".")[:2])
             except ValueError:
                 raise ConfigError(f"remote_python={declared!r} is not a version like '3.11'")
-            return RemoteInfo(python=version, pickle_protocol=5 if minor >= (3, 8) else 4)
+            # what the environment pins is there (the executor pins the local cloudpickle)
+            pinned = {
+                name: req.split("==", 1)[1].strip()
+                for req in self._requirements or []
+                for name in ("cloudpickle", "dill")
+                if req.replace(" ", "").startswith(name + "==")
+            }
+            return RemoteInfo(
+                python=version,
+                pickle_protocol=5 if minor >= (3, 8) else 4,
+                cloudpickle=pinned.get("cloudpickle"),
+                dill=pinned.get("dill"),
+            )
+        reqs = list(self._requirements or [])
         key = (
             f"probe:{self.profile.option('kubeconfig')}:{self.profile.option('context')}:"
-            f"{self.namespace}:{self.image}:{python}"
+            f"{self.namespace}:{self.image}:{python}:{','.join(reqs)}"
         )
-        return self.cluster_fact(key, lambda: self._probe_pod(python))
+        return self.cluster_fact(key, lambda: self._probe_pod(python, reqs))
 
-    def _probe_pod(self, python: str) -> RemoteInfo:
+    def _probe_pod(self, python: str, requirements: Sequence[str] = ()) -> RemoteInfo:
+        """A short-lived pod runs the probe snippet (after installing ``requirements`` as a
+        job's pods do)."""
         from clustrix_core.serialization import PROBE_SNIPPET, RemoteInfo
 
         api = self.api
         name = f"clustrix-probe-{secrets.token_hex(4)}"
+        env, volume, mount = self._environment(requirements)
         container: dict[str, Any] = {
             "name": "probe",
             "image": self.image,
             "command": [python, "-c", PROBE_SNIPPET],
         }
+        if env:
+            container["command"] = ["sh", "-c", _PROBE_SCRIPT, python, "-c", PROBE_SNIPPET]
+            container["env"] = env
+        if mount:
+            container["volumeMounts"] = [mount]
         if self.profile.option("image_pull_policy"):
             container["imagePullPolicy"] = self.profile.option("image_pull_policy")
         body = {
@@ -623,8 +862,9 @@ class K8sScheduler(Scheduler):
             },
             "spec": {
                 "restartPolicy": "Never",
-                "activeDeadlineSeconds": 600,
+                "activeDeadlineSeconds": 3600 if env else 600,
                 "containers": [container],
+                **({"volumes": [volume]} if volume else {}),
                 **self._pod_extras(),
             },
         }
@@ -634,6 +874,8 @@ class K8sScheduler(Scheduler):
             raise TransportError(f"k8s: creating the probe pod failed: {_api_error(exc)}") from exc
         try:
             deadline = time.monotonic() + float(self.profile.option("pending_timeout") or 300)
+            if env:
+                deadline += 3600  # installing the environment
             delay = 0.05
             while True:
                 pod = api.raw(
@@ -719,26 +961,51 @@ class K8sScheduler(Scheduler):
             if indexed
             else ["--task", str(first)]
         )
+        env, env_volume, env_mount = self._environment(self.requirements())
+        store = self.store()
+        inputs_dir = store.inputs_dir(job.location) if isinstance(store, SecretStore) else None
+        volumes: list[dict[str, Any]] = [
+            {
+                "name": "clustrix-inputs",
+                "secret": {"secretName": job.location, "defaultMode": 0o444},
+            }
+        ]
+        mounts: list[dict[str, Any]] = [
+            {"name": "clustrix-inputs", "mountPath": MOUNT, "readOnly": True}
+        ]
+        if env_volume is not None:
+            volumes.append(env_volume)
+            mounts.append(env_mount)
+        volume = self.inputs_volume()
+        if inputs_dir is not None and volume is not None:
+            env.append({"name": "CLUSTRIX_INPUTS", "value": INPUTS_MOUNT})
+            volumes.append(
+                {
+                    "name": "clustrix-large-inputs",
+                    "persistentVolumeClaim": {"claimName": volume[0], "readOnly": True},
+                }
+            )
+            mounts.append(
+                {
+                    "name": "clustrix-large-inputs",
+                    "mountPath": INPUTS_MOUNT,
+                    "subPath": inputs_dir,
+                    "readOnly": True,
+                }
+            )
+        if env:  # the environment or the inputs are prepared when the pod starts
+            command = ["sh", "-c", _JOB_SCRIPT, job.python, f"{MOUNT}/runner.py", MOUNT]
+        else:
+            command = ["sh", "-c", _WRAPPER, job.python, f"{MOUNT}/runner.py", "--inputs", MOUNT]
         container: dict[str, Any] = {
             "name": "clustrix",
             "image": self.image,
-            "command": [
-                "sh",
-                "-c",
-                _WRAPPER,
-                job.python,
-                f"{MOUNT}/runner.py",
-                "--inputs",
-                MOUNT,
-                *task_args,
-                "--output",
-                "-",
-            ],
+            "command": [*command, *task_args, "--output", "-"],
             "resources": self._resources(),
-            "volumeMounts": [{"name": "clustrix-inputs", "mountPath": MOUNT, "readOnly": True}],
+            "volumeMounts": mounts,
         }
-        if p.env:
-            container["env"] = [{"name": k, "value": v} for k, v in p.env.items()]
+        if p.env or env:
+            container["env"] = [{"name": k, "value": v} for k, v in p.env.items()] + env
         if p.option("image_pull_policy"):
             container["imagePullPolicy"] = str(p.option("image_pull_policy"))
         labels = self.labels(job.job_id, **{TASK_OFFSET: str(first)})
@@ -746,12 +1013,7 @@ class K8sScheduler(Scheduler):
         pod_spec: dict[str, Any] = {
             "restartPolicy": "Never",
             "containers": [container],
-            "volumes": [
-                {
-                    "name": "clustrix-inputs",
-                    "secret": {"secretName": job.location, "defaultMode": 0o444},
-                }
-            ],
+            "volumes": volumes,
             **self._pod_extras(),
         }
         spec: dict[str, Any] = {
