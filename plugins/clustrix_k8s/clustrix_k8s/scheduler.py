@@ -16,6 +16,7 @@ The official ``kubernetes`` client is imported only when a profile talks to a cl
 
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
 import json
@@ -314,6 +315,52 @@ def _status_code(exc: Exception) -> int | None:
     return getattr(exc, "status", None)
 
 
+_calls = threading.Condition()
+_inflight = 0
+_exiting = False
+
+
+def _at_exit() -> None:
+    """Let API requests in flight end before the interpreter finalizes, and hold daemon threads
+    (the executor's monitor) that would start new ones. A daemon thread still inside an SSL read
+    when the interpreter finalizes aborts the process (exit status 134, "Fatal Python error:
+    Aborted") at the end of a script that did not shut its executor down."""
+    global _exiting
+    with _calls:
+        _exiting = True
+        _calls.wait_for(lambda: _inflight == 0, timeout=10)
+
+
+atexit.register(_at_exit)
+
+
+class _Counted:
+    """An API object whose calls are counted (see :func:`_at_exit`)."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            global _inflight
+            with _calls:
+                if _exiting and threading.current_thread().daemon:
+                    _calls.wait_for(lambda: False)  # the process is ending: never returns
+                _inflight += 1
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                with _calls:
+                    _inflight -= 1
+                    _calls.notify_all()
+
+        return call
+
+
 class _Api:
     """The official client, bound to the profile's kubeconfig/context (or in-cluster)."""
 
@@ -338,8 +385,8 @@ class _Api:
             api = client.ApiClient(conf)
         # Any: manifests are plain dicts, and raw responses (_preload_content=False) are read
         self.client: Any = api
-        self.core: Any = client.CoreV1Api(api)
-        self.batch: Any = client.BatchV1Api(api)
+        self.core: Any = _Counted(client.CoreV1Api(api))
+        self.batch: Any = _Counted(client.BatchV1Api(api))
         from kubernetes.client.exceptions import ApiException
 
         self.ApiException = ApiException
