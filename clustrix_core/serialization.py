@@ -806,9 +806,10 @@ def _class_in_cached_lines(cls: type) -> tuple[str, int] | None:
 
 
 def _history_lines() -> list[str]:
-    try:
-        import readline
-    except ImportError:
+    """The lines of the readline history, when the interactive prompt loaded readline (never
+    imported here: importing it can write to the terminal)."""
+    readline: Any = sys.modules.get("readline")
+    if readline is None:
         return []
     try:
         n = readline.get_current_history_length()

@@ -124,7 +124,7 @@ class Prompt:
         self.child.close(force=True)
 
 
-@pytest.fixture(params=_interpreters(), ids=lambda p: Path(p).name if "3.13" not in p else "3.13")
+@pytest.fixture(params=_interpreters(), ids=lambda p: "3.13" if "3.13" in p else "this-python")
 def prompt(request: pytest.FixtureRequest, tmp_path: Path, local: Path) -> Prompt:
     if "local-py36" not in local.read_text():
         pytest.skip("profile local-py36 needs pyenv's Python 3.6.15")
