@@ -269,9 +269,10 @@ def describe_pod(pod: Mapping[str, Any]) -> tuple[str, JobState | None, str, int
                 why = term.get("reason") or "Error"
                 msg = f": {term['message']}" if term.get("message") else ""
                 if code == EXIT_ENVIRONMENT and not msg:
+                    job_id = ((pod.get("metadata") or {}).get("labels") or {}).get(JOB_ID)
                     msg = (
                         ": preparing the profile's environment or inputs at pod start failed "
-                        "(pip's error is in the pod log: clustrix logs JOB_ID)"
+                        f"(pip's error is in the pod log: clustrix logs {job_id or 'JOB_ID'})"
                     )
                 return "failed", JobState.FAILED, f"{why} (exit status {code}){msg}", code
         why = status.get("reason") or "Failed"
@@ -965,6 +966,11 @@ class K8sScheduler(Scheduler):
                 return RemoteInfo(**json.loads(line))
             except (ValueError, TypeError):
                 continue
+        if env and "clustrix: installing the environment" in log:
+            raise TransportError(
+                f"k8s: installing the profile's environment in the probe pod of image "
+                f"{self.image!r} failed:\n{log.strip()[-3000:]}"
+            )
         raise TransportError(
             f"k8s: the Python {python!r} of image {self.image!r} did not answer the probe "
             f"(phase {phase}): {log[-1000:]!r}"
