@@ -12,7 +12,18 @@ ROOT = Path(__file__).resolve().parent
 PLUGINS = sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("plugins/*/pyproject.toml"))
 DEFAULT_PYTHON = "3.11"
 CORE_PYTHONS = ["3.9", "3.13"]
-TEST_DEPS = ["pytest>=7", "pytest-timeout", "numpy", "mypy", "kubernetes==37.0.2", "hypothesis"]
+TEST_DEPS = [
+    "pytest>=7",
+    "pytest-timeout",
+    "numpy",
+    "mypy",
+    "kubernetes==37.0.2",
+    "hypothesis",
+    "nbclient",
+    "nbformat",
+    "ipykernel",
+    "pexpect",
+]
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True

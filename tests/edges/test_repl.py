@@ -143,9 +143,19 @@ def test_functions_and_classes_typed_at_the_prompt_run_on_a_36_remote(prompt: Pr
     assert got.groups() == ("True", "10")
 
 
-def test_without_history_the_error_names_the_function_and_what_to_do(prompt: Prompt) -> None:
-    if prompt.pyrepl:
-        pytest.skip("Python 3.13's prompt keeps the source: nothing is lost")
+@pytest.fixture
+def plain_prompt(tmp_path: Path, local: Path) -> Prompt:
+    """This Python's prompt (before 3.13: it keeps no source of what is typed)."""
+    assert sys.version_info < (3, 13), "the lost-source case needs a prompt older than 3.13"
+    p = Prompt(sys.executable, tmp_path, local)
+    yield p  # type: ignore[misc]
+    p.close()
+
+
+def test_without_history_the_error_names_the_function_and_what_to_do(
+    plain_prompt: Prompt,
+) -> None:
+    prompt = plain_prompt
     prompt.type(["from clustrix_core import SerializationError, cluster", *LOST])
     message = prompt.expect(r"REFUSED ([^\r\n]*)").group(1)
     assert "__main__.lost" in message and "typed at the interactive prompt" in message
