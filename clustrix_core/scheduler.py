@@ -15,6 +15,7 @@ import logging
 import shlex
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -334,6 +335,7 @@ class BatchScheduler(Scheduler):
         super().__init__(**kwargs)
         self._finals: dict[str, JobStatus] = {}
         self._cancelled: set[str] = set()
+        self._exit_wait: dict[str, float] = {}
 
     def validate(self, profile: Profile) -> None:
         """Passthrough directives: one per item, and either bare options or this scheduler's
@@ -601,6 +603,13 @@ class BatchScheduler(Scheduler):
                 # the accounting's own view of the end, exit status included; the queue's reason
                 # where the accounting gives none (sacct: "None" where squeue said "TimeLimit")
                 status = attrs.evolve(known, reason=known.reason or status.reason)
+                self._exit_wait.pop(sub.native_id, None)
+            elif sub in look_up and status is not None and status.exit_code is None:
+                # ended, but the accounting has not recorded how yet: how it ended (its exit
+                # status says why a job had no result) is worth a few seconds' wait
+                since = self._exit_wait.setdefault(sub.native_id, time.monotonic())
+                if time.monotonic() - since < min(self.accounting_lag, _EXIT_WAIT):
+                    status = attrs.evolve(status, state=JobState.COMPLETING)
             if status is not None and status.state is JobState.ERROR:
                 reason = (
                     self.error_reason(sub)
@@ -639,6 +648,9 @@ class BatchScheduler(Scheduler):
                     (result.stderr or result.stdout).strip()[-1000:],
                 )
 
+
+_EXIT_WAIT = 10.0
+"""Most seconds a job the queue lists as ended waits for the accounting's exit status."""
 
 _WORK_DIR_BAD = set("\\\"'`$#")
 """Characters of a work_dir that some batch system interprets in directive paths (SLURM drops
