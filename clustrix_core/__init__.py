@@ -29,17 +29,17 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .attach import attach
     from .config import configure
     from .decorator import cluster
     from .executor import ClusterExecutor
     from .hookspecs import hookimpl
+    from .jobhandle import attach
 
 _LAZY = {
     "cluster": ("decorator", "cluster"),
     "ClusterExecutor": ("executor", "ClusterExecutor"),
     "configure": ("config", "configure"),
-    "attach": ("attach", "attach"),
+    "attach": ("jobhandle", "attach"),
     "hookimpl": ("hookspecs", "hookimpl"),
 }
 

@@ -125,7 +125,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .attach import attach
+    from .jobhandle import attach
 
     handle = attach(args.job)
     print(f"{handle.record.job_id}: {handle.status()}")
@@ -133,7 +133,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from .attach import attach
+    from .jobhandle import attach
 
     handle = attach(args.job)
     out, err = handle.logs(args.task)
@@ -147,7 +147,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from .attach import attach
+    from .jobhandle import attach
 
     handle = attach(args.job)
     if handle.cancel():
@@ -160,7 +160,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_result(args: argparse.Namespace) -> int:
-    from .attach import attach
+    from .jobhandle import attach
 
     value = attach(args.job).result(timeout=args.timeout)
     print(repr(value))

@@ -444,6 +444,12 @@ class BatchScheduler(Scheduler):
         queue listing does not say (SGE ``Eqw``: ``qstat -j``); "" keeps the listing's reason."""
         return ""
 
+    def accounting_may_lag(self) -> bool:
+        """Whether :meth:`final_statuses` asks an accounting that records a job some time after
+        the queue shows it ended (``sacct``); then such a job waits up to 10 s (and at most
+        :attr:`accounting_lag`) for the record's exit status. Default: True."""
+        return True
+
     def lost_reason(self, submission: Submission) -> str:
         """The reason given for a job that is neither in the queue nor in the accounting."""
         return "not in the queue, and the scheduler has no record of it"
@@ -604,7 +610,12 @@ class BatchScheduler(Scheduler):
                 # where the accounting gives none (sacct: "None" where squeue said "TimeLimit")
                 status = attrs.evolve(known, reason=known.reason or status.reason)
                 self._exit_wait.pop(sub.native_id, None)
-            elif sub in look_up and status is not None and status.exit_code is None:
+            elif (
+                sub in look_up
+                and status is not None
+                and status.exit_code is None
+                and self.accounting_may_lag()
+            ):
                 # ended, but the accounting has not recorded how yet: how it ended (its exit
                 # status says why a job had no result) is worth a few seconds' wait
                 since = self._exit_wait.setdefault(sub.native_id, time.monotonic())

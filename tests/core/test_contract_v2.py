@@ -641,3 +641,15 @@ def test_ssh_connection_keys_are_the_ssh_plugins_options(
     monkeypatch.setenv("CLUSTRIX_HOST", "from-env")
     assert load_profile("s").option("host") == "from-env"
     assert load_profile("s", host="call-site").option("host") == "call-site"
+
+
+def test_clustrix_core_attach_is_the_function_whatever_was_imported_first() -> None:
+    """The CLI imports the module behind ``attach`` first; ``from clustrix_core import attach``
+    still gives the function (a submodule of the same name used to shadow it)."""
+    code = (
+        "import clustrix_core.cli, clustrix_core.jobhandle\n"
+        "from clustrix_core import attach\n"
+        "assert callable(attach) and attach.__name__ == 'attach', attach\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from clustrix_core.attach import JobHandle
+from clustrix_core.jobhandle import JobHandle
 from clustrix_core.errors import JobFailedError
 from clustrix_core.executor import ClusterExecutor
 from clustrix_core.scheduler import JobState, JobStatus, QueueEntry, Submission

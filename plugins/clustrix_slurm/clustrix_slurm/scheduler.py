@@ -278,6 +278,10 @@ class SlurmScheduler(BatchScheduler):
                 out[sub.native_id] = status
         return out
 
+    def accounting_may_lag(self) -> bool:
+        """sacct lags behind squeue; ``scontrol show job`` (no accounting) does not."""
+        return self._sacct != "off"
+
     def _sacct_rows(self, ids: Sequence[str]) -> list[JobRow] | None:
         """sacct's rows, or ``None`` when accounting does not work here (then: scontrol)."""
         result = self.run(
