@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from clustrix_core.jobhandle import JobHandle
 from clustrix_core.errors import JobFailedError
 from clustrix_core.executor import ClusterExecutor
+from clustrix_core.jobhandle import JobHandle
 from clustrix_core.scheduler import JobState, JobStatus, QueueEntry, Submission
 from clustrix_core.testing.conformance import wait_for
 
