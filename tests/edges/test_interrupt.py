@@ -224,3 +224,41 @@ def test_ctrl_c_cancels_a_slurm_job(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         return all(s in ("CANCELLED", "COMPLETING") for s in states)
 
     wait_for(gone_or_cancelled, 60)
+
+
+def test_a_second_ctrl_c_exits_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first Ctrl-C starts cancelling, and the cancel command hangs (an scancel that sleeps):
+    a second Ctrl-C ends the program at once instead of waiting for it."""
+    import shutil
+
+    from tests.conftest import cluster_config
+    from tests.faults.conftest import slurm_up
+
+    monkeypatch.setenv("CLUSTRIX_CONFIG", str(cluster_config("slurm")))
+    slurm_up()
+    bin_dir = tmp_path / "slurm-bin"
+    bin_dir.mkdir()
+    for program in ("sbatch", "squeue", "sacct", "scontrol"):
+        (bin_dir / program).symlink_to(shutil.which(program) or f"/usr/bin/{program}")
+    (bin_dir / "scancel").write_text("#!/bin/sh\nsleep 60\n")
+    (bin_dir / "scancel").chmod(0o755)
+    monkeypatch.setenv("CLUSTRIX_SLURM_BIN", str(bin_dir))
+    proc, mark = start(tmp_path, "call", "slurm", "cancel")
+    wait_started(mark, 1, timeout=180)
+    try:
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)  # starts cancelling: scancel hangs
+        time.sleep(2.0)
+        assert proc.poll() is None, "the first Ctrl-C should still be cancelling"
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - sent
+        assert took < 5, f"the second Ctrl-C took {took:.1f} s"
+        assert "KeyboardInterrupt" in err and "RESULT" not in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        ours = [n for r in get_registry().list() for n in r.native_ids]  # this test's own
+        if ours:
+            subprocess.run(["scancel", *ours], check=False)
