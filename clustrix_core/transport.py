@@ -388,14 +388,19 @@ def _local_mkdir_at(parent: str, name: str, mode: int) -> None:
     """``mkdir name`` inside ``parent`` through a directory descriptor, then set exactly ``mode``."""
     dfd = os.open(parent, _DIR_FLAGS)
     try:
-        os.mkdir(name, mode, dir_fd=dfd)
-        fd = os.open(name, _DIR_FLAGS, dir_fd=dfd)
-        try:
-            os.fchmod(fd, mode)
-        finally:
-            os.close(fd)
+        _mkdir_in(dfd, name, mode)
     finally:
         os.close(dfd)
+
+
+def _mkdir_in(dfd: int, name: str, mode: int) -> None:
+    """``mkdir name`` (exclusive) in the directory open as ``dfd``, with exactly ``mode``."""
+    os.mkdir(name, mode, dir_fd=dfd)
+    fd = os.open(name, _DIR_FLAGS, dir_fd=dfd)
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 def _open_private_parent(path: str) -> tuple[int, str]:
@@ -487,12 +492,7 @@ class LocalTransport(Transport):
     def mkdir_exclusive(self, path: str, *, mode: int = 0o700) -> None:
         dfd, name = _open_private_parent(self.expand(path))
         try:
-            os.mkdir(name, mode, dir_fd=dfd)
-            fd = os.open(name, _DIR_FLAGS, dir_fd=dfd)
-            try:
-                os.fchmod(fd, mode)
-            finally:
-                os.close(fd)
+            _mkdir_in(dfd, name, mode)
         finally:
             os.close(dfd)
 
