@@ -12,10 +12,10 @@ ROOT = Path(__file__).resolve().parent
 PLUGINS = sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("plugins/*/pyproject.toml"))
 DEFAULT_PYTHON = "3.11"
 CORE_PYTHONS = ["3.9", "3.13"]
+CORE_TEST_DEPS = ["pytest>=7", "pytest-timeout", "numpy"]
+"""What tests/core needs (it runs on the oldest and newest supported Pythons)."""
 TEST_DEPS = [
-    "pytest>=7",
-    "pytest-timeout",
-    "numpy",
+    *CORE_TEST_DEPS,
     "mypy",
     "kubernetes==37.0.2",
     "hypothesis",
@@ -71,7 +71,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=CORE_PYTHONS)
 def tests_core(session: nox.Session) -> None:
     """The core's tests on the oldest and newest supported local Pythons."""
-    session.install("-e", ".[dill]", *TEST_DEPS)
+    session.install("-e", ".[dill]", *CORE_TEST_DEPS)
     session.run(
         "python",
         "-m",

@@ -835,7 +835,9 @@ class ClusterExecutor(cf.Executor):
             t for st in job.last_status.values() for t, s in st.tasks.items() if s.final
         }
         counted: dict[int, int] = {}
-        if not job.finished:
+        # per-call counts cost a store read per job and poll (a command over ssh): only for a
+        # bar someone watches; log lines keep per-task granularity from the status query
+        if not job.finished and job.progress.bar is not None:
             open_tasks = [t for t in range(job.record.ntasks) if t not in job.collected]
             try:
                 counted = self.backend.store.progress(job.location, open_tasks)

@@ -619,30 +619,6 @@ def test_json_of_a_record_keeps_the_location_opaque(local: Path) -> None:
     assert json.loads(json.dumps(record.submissions))[0]["native_id"]
 
 
-# ------------------------------------------------------------------ plugin options
-
-
-def test_ssh_connection_keys_are_the_ssh_plugins_options(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """host, port, ... are declared by the ssh transport (same TOML spelling), read with
-    ``profile.option``; a local profile refuses them; ``CLUSTRIX_<OPTION>`` works for them."""
-    from clustrix_core.config import FIELD_NAMES, build_profile, load_profile
-    from clustrix_core.errors import ConfigError
-
-    assert not {"host", "port", "user", "key_file", "proxy_jump"} & FIELD_NAMES
-    p = build_profile("s", {"transport": "ssh", "host": "login", "port": 2222})
-    assert (p.option("host"), p.option("port"), p.option("user", "me")) == ("login", 2222, "me")
-    with pytest.raises(ConfigError, match="host"):
-        build_profile("l", {"transport": "local", "host": "login"})
-    config = tmp_path / "c.toml"
-    config.write_text('[profiles.s]\ntransport = "ssh"\nhost = "from-file"\n')
-    monkeypatch.setenv("CLUSTRIX_CONFIG", str(config))
-    monkeypatch.setenv("CLUSTRIX_HOST", "from-env")
-    assert load_profile("s").option("host") == "from-env"
-    assert load_profile("s", host="call-site").option("host") == "call-site"
-
-
 def test_clustrix_core_attach_is_the_function_whatever_was_imported_first() -> None:
     """The CLI imports the module behind ``attach`` first; ``from clustrix_core import attach``
     still gives the function (a submodule of the same name used to shadow it)."""
