@@ -207,10 +207,7 @@ class _Job:
 
     def read_log(self, kind: str, task: int, tail: int | None = None) -> str:
         """A task's output: what was kept locally once the job finished, else the store's."""
-        kept = kept_log(self.record.job_id, kind, task)
-        if kept is None:
-            kept = self.executor.backend.store.log(self.location, kind, task, tail=tail)
-        return kept[-tail:] if tail else kept
+        return self.executor.read_log(self.record, kind, task, tail=tail)
 
 
 def split_tasks(ncalls: int, ntasks: int) -> list[tuple[int, int]]:
@@ -619,7 +616,7 @@ class ClusterExecutor(cf.Executor):
                 f"({record.state}: {record.reason})"
             )
         job = _Job(self, record, record.ncalls)
-        job.submissions = [_sub_from_dict(s, record.job_dir) for s in record.submissions]
+        job.submissions = _submissions(record)
         job.spec = JobSpec(
             job_id=record.job_id,
             name=safe_name(record.function.rsplit(".", 1)[-1]),
@@ -632,25 +629,27 @@ class ClusterExecutor(cf.Executor):
 
     def job_statuses(self, record: JobRecord) -> dict[str, JobStatus]:
         """The scheduler's status of each submission of a recorded job (one query)."""
-        subs = [_sub_from_dict(s, record.job_dir) for s in record.submissions]
+        subs = _submissions(record)
         return self.monitor.scheduler.statuses(subs) if subs else {}
 
     def cancel_record(self, record: JobRecord) -> None:
         """Cancel a recorded job on the scheduler and record that."""
-        subs = [_sub_from_dict(s, record.job_dir) for s in record.submissions]
-        self.monitor.cancel(subs)
-        get_registry().update(record.job_id, state="CANCELLED", finished_at=time.time())
+        self.monitor.cancel(_submissions(record))
+        _record(record, "cancelled", state="CANCELLED", finished_at=time.time())
 
     def results_ready(self, record: JobRecord) -> set[int]:
         """The tasks of a recorded job whose results are in the store."""
         return self.backend.store.ready(record.job_dir, list(range(record.ntasks)))
 
-    def read_log(self, record: JobRecord, stream: str, task: int) -> str:
-        """A recorded job's output of ``task`` (kept locally after cleanup)."""
+    def read_log(
+        self, record: JobRecord, stream: str, task: int, *, tail: int | None = None
+    ) -> str:
+        """A recorded job's output of ``task`` (its last ``tail`` bytes when given): what was
+        kept locally once the job finished and was cleaned up, else the store's."""
         kept = kept_log(record.job_id, stream, task)
-        if kept is not None:
-            return kept
-        return self.backend.store.log(record.job_dir, stream, task)
+        if kept is None:
+            kept = self.backend.store.log(record.job_dir, stream, task, tail=tail)
+        return kept[-tail:] if tail else kept
 
     # ------------------------------------------------------------ submission
     def _start(
@@ -1149,10 +1148,14 @@ def _sub_dict(s: Submission) -> dict[str, Any]:
     return {"native_id": s.native_id, "first": s.first, "count": s.count}
 
 
-def _sub_from_dict(data: dict[str, Any], location: str) -> Submission:
-    return Submission(
-        native_id=data["native_id"], location=location, first=data["first"], count=data["count"]
-    )
+def _submissions(record: JobRecord) -> list[Submission]:
+    """A recorded job's submissions."""
+    return [
+        Submission(
+            native_id=s["native_id"], location=record.job_dir, first=s["first"], count=s["count"]
+        )
+        for s in record.submissions
+    ]
 
 
 __all__ = ["ClusterExecutor", "ClusterFuture", "Monitor"]
