@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from clustrix_core import ClusterExecutor
-from clustrix_core.testing import start_cluster
+from clustrix_core.testing import cluster_starts, start_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTERS = ROOT / "tests" / "clusters"
@@ -44,3 +44,13 @@ def _private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from clustrix_core.config import reset_configuration
 
     reset_configuration()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How long each test cluster took to come up (a first start installs and builds)."""
+    if cluster_starts:
+        terminalreporter.section("test clusters")
+        for script, seconds, outcome in cluster_starts:
+            terminalreporter.write_line(
+                f"{Path(script).parent.name:>8}: {outcome} in {seconds:6.1f} s"
+            )

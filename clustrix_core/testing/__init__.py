@@ -9,9 +9,14 @@ plugin object for one test), ``clustrix_config`` (write a temporary config with 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import signal
 import subprocess
+import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,33 +84,85 @@ def _toml(value: Any) -> str:
 
 
 _started: dict[str, Path] = {}
+cluster_starts: list[tuple[str, float, str]] = []
+"""(up script, seconds, outcome) of every :func:`start_cluster` run in this process, in order."""
 
 
-def start_cluster(up_script: str | os.PathLike[str], *, env: dict[str, str] | None = None) -> Path:
+def start_cluster(
+    up_script: str | os.PathLike[str],
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 1800.0,
+) -> Path:
     """Run a test cluster's ``up`` script once per session and return its config file.
 
-    When the cluster cannot start, the test fails under CI (``CI=true``) and is skipped elsewhere."""
+    The script's standard error goes to ``<up script>.log`` beside the script's state (under
+    ``$CLUSTRIX_TEST_ROOT``, default ``/tmp/clustrix-test``), and its tail into any failure. A
+    first start may build a scheduler from source: it is bounded by ``timeout``, not by the
+    test's own pytest-timeout, whose clock stops while the script runs. When the cluster cannot
+    start, the test fails under CI (``CI=true``) and is skipped elsewhere."""
     key = str(up_script) + repr(sorted((env or {}).items()))
     if key in _started:
         return _started[key]
+    name = Path(up_script).parent.name or Path(up_script).name
+    logs = Path(os.environ.get("CLUSTRIX_TEST_ROOT", "/tmp/clustrix-test")) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"{name}-up.log"
+    t0 = time.monotonic()
+    outcome = "failed"
     try:
-        proc = subprocess.run(
-            [str(up_script)],
-            capture_output=True,
-            text=True,
-            timeout=1800,
-            env={**os.environ, **(env or {})},
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        _unavailable(f"{up_script} could not run: {exc}")
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines or not Path(lines[-1]).is_file():
-        _unavailable(
-            f"{up_script} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}\n{proc.stdout[-2000:]}"
-        )
+        # files, not pipes: a daemon the script starts may keep a pipe open for ever (OpenPBS's
+        # qsub leaves a helper process behind for a minute), and the script's end is what counts
+        with _test_clock_stopped(), open(log_path, "w") as log, tempfile.TemporaryFile() as out:
+            try:
+                proc = subprocess.run(
+                    [str(up_script)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=log,
+                    timeout=timeout,
+                    env={**os.environ, **(env or {})},
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                _unavailable(f"{up_script} could not run: {exc}\n{_tail(log_path)}")
+            out.seek(0)
+            stdout = out.read().decode(errors="replace")
+        lines = stdout.strip().splitlines()
+        if proc.returncode != 0 or not lines or not Path(lines[-1]).is_file():
+            _unavailable(
+                f"{up_script} failed (exit {proc.returncode}); its log {log_path} ends:\n"
+                f"{_tail(log_path)}\n{stdout[-2000:]}"
+            )
+        outcome = "up"
+    finally:
+        cluster_starts.append((str(up_script), time.monotonic() - t0, outcome))
     path = Path(lines[-1])
     _started[key] = path
     return path
+
+
+def _tail(path: Path, size: int = 4000) -> str:
+    try:
+        return path.read_text(errors="replace")[-size:]
+    except OSError as exc:
+        return f"({path}: {exc})"
+
+
+@contextlib.contextmanager
+def _test_clock_stopped() -> Iterator[None]:
+    """Pause a running pytest-timeout (signal method: ITIMER_REAL) and resume it with the time
+    it had left."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "setitimer"
+    ):
+        yield
+        return
+    left, interval = signal.setitimer(signal.ITIMER_REAL, 0)
+    try:
+        yield
+    finally:
+        if left > 0:
+            signal.setitimer(signal.ITIMER_REAL, left, interval)
 
 
 def _unavailable(message: str) -> None:

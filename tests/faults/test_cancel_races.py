@@ -137,15 +137,21 @@ def test_cancel_map_with_finished_tasks(
     assert cancelled == [False, False, True, True]
     native = futs[0].job.submissions[0].native_id
     if cluster == "slurm":
+        seen: list[dict[str, str]] = []
 
         def tasks_cancelled() -> bool:
             states = squeue_states(native)
+            seen.append(states)
             return (
                 states.get(f"{native}_2") == states.get(f"{native}_3") == "CANCELLED"
                 and states.get(f"{native}_0") == states.get(f"{native}_1") == "COMPLETED"
             )
 
-        wait_for(tasks_cancelled, timeout=60)
+        try:
+            wait_for(tasks_cancelled, timeout=60)
+        except BaseException:
+            print("squeue states, first and last:", seen[:1], seen[-1:])
+            raise
     else:
         wait_for(lambda: not in_qstat(native), timeout=60)
     job = futs[0].job
