@@ -13,7 +13,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, PENDING, RUNNING
 from pathlib import Path
 from typing import Any, TypeVar
@@ -318,9 +318,20 @@ class Monitor:
                 self.thread.start()
         self.wakeup.set()
 
-    def cancel(self, submissions: Sequence[Submission]) -> None:
-        """Cancel through the watching scheduler, which then knows a vanished job was cancelled."""
-        self.scheduler.cancel(submissions)
+    def cancel(self, submissions: Sequence[Submission], done: Collection[int] = ()) -> None:
+        """Cancel through the watching scheduler, which then knows a vanished job was cancelled.
+        Tasks in ``done`` have delivered their result and are left alone: a submission with
+        nothing else is not cancelled, one with some is narrowed where the scheduler can."""
+        whole = []
+        for sub in submissions:
+            tasks = [t for t in range(sub.first, sub.first + sub.count) if t not in done]
+            if not tasks:
+                continue
+            if len(tasks) < sub.count and self.scheduler.cancel_tasks(sub, tasks):
+                continue
+            whole.append(sub)
+        if whole:
+            self.scheduler.cancel(whole)
 
     def _watch(self) -> None:
         interval = self.poll_min
@@ -762,7 +773,7 @@ class ClusterExecutor(cf.Executor):
 
     def _cancel_job(self, job: _Job) -> None:
         """Cancel the real job (every submission of it) and record that."""
-        self.monitor.cancel(job.submissions)
+        self.monitor.cancel(job.submissions, done=set(job.collected))
         _record(job.record, "cancelled", state="CANCELLED", finished_at=time.time())
 
     # ------------------------------------------------------------ the monitor's side

@@ -16,7 +16,7 @@ import shlex
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -126,6 +126,17 @@ class QueueEntry:
     state: str | JobState
     reason: str = ""
     exit_code: int | None = None
+
+
+def index_ranges(indices: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted, merged inclusive ranges of ``indices``: [2, 3, 5] -> [(2, 3), (5, 5)]."""
+    out: list[tuple[int, int]] = []
+    for i in sorted(set(indices)):
+        if out and i == out[-1][1] + 1:
+            out[-1] = (out[-1][0], i)
+        else:
+            out.append((i, i))
+    return out
 
 
 def env_script(job: JobSpec) -> str:
@@ -306,6 +317,13 @@ class Scheduler:
     def cancel(self, submissions: Sequence[Submission]) -> None:
         raise NotImplementedError
 
+    def cancel_tasks(self, submission: Submission, tasks: Sequence[int]) -> bool:
+        """Cancel only ``tasks`` (the job's task numbers, inside the submission's range) of an
+        array submission whose other tasks finished: they keep their record (SLURM would
+        otherwise mark a task that was still completing CANCELLED). False when this scheduler
+        cannot; the executor then cancels the whole submission. Default: False."""
+        return False
+
     def render_script(self, job: JobSpec) -> str:
         raise NotImplementedError
 
@@ -438,6 +456,12 @@ class BatchScheduler(Scheduler):
 
     def cancel_argv(self, native_ids: Sequence[str]) -> list[str]:
         raise NotImplementedError
+
+    def cancel_tasks_argv(self, native_id: str, indices: Sequence[int]) -> list[str] | None:
+        """The command that cancels only the array elements ``indices`` (the scheduler's own
+        numbering, from :attr:`task_base`) of array ``native_id``; None: not supported (the
+        default), then the whole array is cancelled. See :meth:`Scheduler.cancel_tasks`."""
+        return None
 
     def error_reason(self, submission: Submission) -> str:
         """Why the scheduler holds ``submission`` in an error state (``JobState.ERROR``) when the
@@ -650,14 +674,26 @@ class BatchScheduler(Scheduler):
     def cancel(self, submissions: Sequence[Submission]) -> None:
         if submissions:
             self._cancelled.update(s.native_id for s in submissions)
-            result = self.run(self.cancel_argv([s.native_id for s in submissions]))
-            if not result.ok:  # the jobs may still run: say so (they stay watched and recorded)
-                logger.warning(
-                    "clustrix: %s exited %s: %s",
-                    " ".join(result.argv),
-                    result.returncode,
-                    (result.stderr or result.stdout).strip()[-1000:],
-                )
+            self._run_cancel(self.cancel_argv([s.native_id for s in submissions]))
+
+    def cancel_tasks(self, submission: Submission, tasks: Sequence[int]) -> bool:
+        indices = [t - submission.first + self.task_base for t in tasks]
+        argv = self.cancel_tasks_argv(submission.native_id, indices)
+        if argv is None:
+            return False
+        self._cancelled.add(submission.native_id)
+        self._run_cancel(argv)
+        return True
+
+    def _run_cancel(self, argv: list[str]) -> None:
+        result = self.run(argv)
+        if not result.ok:  # the jobs may still run: say so (they stay watched and recorded)
+            logger.warning(
+                "clustrix: %s exited %s: %s",
+                " ".join(result.argv),
+                result.returncode,
+                (result.stderr or result.stdout).strip()[-1000:],
+            )
 
 
 _EXIT_WAIT = 10.0

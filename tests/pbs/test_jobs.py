@@ -142,6 +142,34 @@ def test_qdel_of_an_array_cancels_every_subjob(
     assert final_record(sub.native_id)["job_state"] == "F"
 
 
+def test_cancel_of_a_map_deletes_only_the_subjobs_not_yet_delivered(
+    make_executor: Callable[..., ClusterExecutor],
+) -> None:
+    """Cancelling a map whose first subjobs delivered runs ``qdel`` on the others only
+    (``N[2-3].server``), never on the array: the delivered ones keep their record (substate 92,
+    Exit_status 0). (PBS shows a subjob deleted while queued as finished too once the array
+    ends, so the command itself is what is checked.)"""
+    ex = make_executor("pbs-ssh")
+    scheduler = ex.backend.scheduler
+    commands: list[list[str]] = []
+    real_run = scheduler.run
+
+    def run(argv: list[str], **kwargs: Any) -> Any:
+        commands.append(list(argv))
+        return real_run(argv, **kwargs)
+
+    scheduler.run = run  # type: ignore[method-assign]
+    futures = ex.map_futures(nap, [0.1, 0.1, 600, 600], chunksize=1)
+    assert [f.result(timeout=TIMEOUT) for f in futures[:2]] == [0.1, 0.1]
+    (sub,) = futures[0].job.submissions
+    assert [f.cancel() for f in futures] == [False, False, True, True]
+    seq, server = sub.native_id.split("[]")
+    assert [c[1:] for c in commands if c[0].endswith("qdel")] == [[f"{seq}[2-3]{server}"]]
+    records = [final_record(f"{seq}[{i}]{server}") for i in range(4)]
+    assert [(r["substate"], r.get("Exit_status")) for r in records[:2]] == [(92, 0), (92, 0)]
+    assert final_record(sub.native_id)["job_state"] == "F"
+
+
 # ------------------------------------------------------------------ arrays
 
 

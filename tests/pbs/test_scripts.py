@@ -195,9 +195,12 @@ def test_argv() -> None:
     ]
     assert pbs.status_argv(["1.s", "2.s"]) == ["/opt/pbs/bin/qstat", "-f", "-x", "-t", "1.s", "2.s"]
     assert pbs.cancel_argv(["5[].s"]) == ["/opt/pbs/bin/qdel", "5[].s"]
+    assert pbs.cancel_tasks_argv("5[].s", [5, 2, 3]) == ["/opt/pbs/bin/qdel", "5[2-3].s", "5[5].s"]
+    assert pbs.cancel_tasks_argv("5.s", [1]) is None  # not an array
     json_always = make("pbs", {"status_format": "json"})
     assert "json" in json_always.status_argv(["1.s", "2.s"])
     torque = make("torque", {})
+    assert torque.cancel_tasks_argv("5[]", [1]) is None  # the whole array
     tjob = job_for(torque, 3)
     assert torque.submit_argv("/d/job.0.sh", tjob, first=0, count=3, array=True) == [
         "qsub",

@@ -173,6 +173,7 @@ def test_submit_argv_and_terse_output() -> None:
     ok = CommandResult(argv=("qsub",), returncode=0, stdout="4711.1-25:1\n", stderr="")
     assert sched.parse_submit(ok) == "4711"
     assert sched.cancel_argv(["1", "2"]) == ["qdel", "1", "2"]
+    assert sched.cancel_tasks_argv("7", [5, 2, 3]) == ["qdel", "7.2-3", "7.5-5"]
     assert sched.status_argv(["1", "2"]) == ["qstat", "-xml"]
 
 

@@ -135,3 +135,38 @@ def test_a_scheduler_may_read_the_script_on_stdin(tmp_path: Path) -> None:
     transport.run = run  # type: ignore[method-assign]
     sched.submit(job)
     assert seen == [(tmp_path / "job.0.sh").read_bytes()]
+
+
+def test_cancel_leaves_delivered_tasks_alone(tmp_path: Path) -> None:
+    """Cancelling a map whose first tasks delivered: those tasks are not cancelled (SLURM would
+    mark a task still COMPLETING as CANCELLED); a scheduler that can name array elements cancels
+    only the rest, one that cannot cancels the whole submission, and a submission whose every
+    task delivered is not cancelled at all."""
+    from clustrix_core.executor import Monitor
+    from clustrix_core.scheduler import Submission, index_ranges
+
+    class Ranged(Toy):
+        task_base = 1
+
+        def cancel_tasks_argv(self, native_id: str, indices: Sequence[int]) -> list[str]:
+            spans = [f"{a}-{b}" for a, b in index_ranges(indices)]
+            return ["toy-cancel-tasks", native_id, *spans]
+
+    def cancels(cls: type[Toy], done: set[int]) -> list[list[str]]:
+        sched, _ = make(
+            cls, {"toy-cancel": (0, "", ""), "toy-cancel-tasks": (0, "", "")}, tmp_path, 8
+        )
+        subs = [
+            Submission(native_id="7", location=str(tmp_path), first=0, count=4),
+            Submission(native_id="8", location=str(tmp_path), first=4, count=4),
+        ]
+        Monitor(sched, sched.profile).cancel(subs, done=done)
+        transport = sched.transport
+        assert isinstance(transport, RecordingTransport)
+        return [c for c in transport.calls if c[0].startswith("toy-cancel")]
+
+    assert cancels(Ranged, {0, 1, 2, 3, 4, 6}) == [["toy-cancel-tasks", "8", "2-2", "4-4"]]
+    assert cancels(Ranged, {0, 1, 2, 3}) == [["toy-cancel", "8"]]
+    assert cancels(Ranged, set()) == [["toy-cancel", "7", "8"]]
+    assert cancels(Toy, {0, 4}) == [["toy-cancel", "7", "8"]]
+    assert index_ranges([5, 2, 3, 3, 9, 8, 7]) == [(2, 3), (5, 5), (7, 9)]

@@ -162,6 +162,7 @@ def test_submit_argv() -> None:
         f"{JOB_DIR}/job.0.sh",
     ]
     assert sched.cancel_argv(["12", "13"]) == ["scancel", "12", "13"]
+    assert sched.cancel_tasks_argv("12", [5, 2, 3]) == ["scancel", "12_[2-3,5]"]
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,7 @@ from clustrix_core.scheduler import (
     JobStatus,
     QueueEntry,
     Submission,
+    index_ranges,
 )
 from clustrix_core.transport import CommandResult
 
@@ -328,6 +329,19 @@ class PbsScheduler(BatchScheduler):
 
     def cancel_argv(self, native_ids: Sequence[str]) -> list[str]:
         return [self.command("qdel"), *native_ids]
+
+    def cancel_tasks_argv(self, native_id: str, indices: Sequence[int]) -> list[str] | None:
+        parts = parsers.split_id(native_id)
+        if self.dialect != "pbspro" or parts is None or not parts.array:
+            return None  # Torque: the whole array
+        suffix = f".{parts.server}" if parts.server else ""
+        return [  # 123[2-3].server 123[5].server
+            self.command("qdel"),
+            *(
+                f"{parts.seq}[{a if a == b else f'{a}-{b}'}]{suffix}"
+                for a, b in index_ranges(indices)
+            ),
+        ]
 
 
 class TorqueScheduler(PbsScheduler):

@@ -20,6 +20,7 @@ from clustrix_core.scheduler import (
     JobStatus,
     QueueEntry,
     Submission,
+    index_ranges,
 )
 from clustrix_core.transport import CommandResult
 
@@ -266,6 +267,9 @@ class SgeScheduler(BatchScheduler):
 
     def cancel_argv(self, native_ids: Sequence[str]) -> list[str]:
         return ["qdel", *native_ids]
+
+    def cancel_tasks_argv(self, native_id: str, indices: Sequence[int]) -> list[str]:
+        return ["qdel", *(f"{native_id}.{a}-{b}" for a, b in index_ranges(indices))]  # 123.3-4
 
 
 def _accounting_wait(value: Any) -> float:
