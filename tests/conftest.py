@@ -48,9 +48,10 @@ def _private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """How long each test cluster took to come up (a first start installs and builds)."""
-    if cluster_starts:
+    ours = [s for s in cluster_starts if Path(s[0]).parent.parent == CLUSTERS]
+    if ours:
         terminalreporter.section("test clusters")
-        for script, seconds, outcome in cluster_starts:
+        for script, seconds, outcome in ours:
             terminalreporter.write_line(
                 f"{Path(script).parent.name:>8}: {outcome} in {seconds:6.1f} s"
             )

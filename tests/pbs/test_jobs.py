@@ -150,7 +150,7 @@ def test_cancel_of_a_map_deletes_only_the_subjobs_not_yet_delivered(
     Exit_status 0). (PBS shows a subjob deleted while queued as finished too once the array
     ends, so the command itself is what is checked.)"""
     ex = make_executor("pbs-ssh")
-    scheduler = ex.backend.scheduler
+    scheduler = ex.monitor.scheduler  # the profile's one monitor cancels through its scheduler
     commands: list[list[str]] = []
     real_run = scheduler.run
 
