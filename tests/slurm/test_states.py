@@ -270,9 +270,11 @@ def test_executor_uses_the_lookup_for_jobs_squeue_forgot(
 
     monkeypatch.setattr(sched, "final_statuses", final_statuses)
     runs: list[str] = []
-    original_run = sched.transport.run
+    # this scheduler's commands: the transport is shared with every other scheduler of the same
+    # endpoint (another profile's monitor may still be asking sacct about an earlier test's job)
+    original_run = sched.run
     monkeypatch.setattr(
-        sched.transport,
+        sched,
         "run",
         lambda argv, **kw: (runs.append(lookup_kind(argv)), original_run(argv, **kw))[1],
     )
