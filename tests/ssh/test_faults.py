@@ -130,3 +130,31 @@ def test_cancel_kills_the_remote_process_group(private_profile: str) -> None:
         wait_for(lambda: not ex.backend.transport.run(alive).ok, timeout=15)
     finally:
         ex.shutdown(wait=False, cancel_futures=True)
+
+
+def test_an_eof_from_a_send_on_a_dying_connection_is_a_lost_connection() -> None:
+    """paramiko raises a bare EOFError when a send fails on a socket the peer closed, before its
+    reader thread marks the transport inactive (seen once in a full run: the upload case above
+    failed with EOFError instead of reconnecting). Such an EOFError counts as a lost connection
+    once the connection shows it; on a connection that stays up it is an answer (SFTP "end of
+    file") and is raised as it is."""
+    from clustrix_core.config import build_profile
+
+    transport = SshTransport(profile=build_profile("t", {"transport": "ssh", "host": "h"}))
+
+    class Conn:
+        def __init__(self, dies_after: float | None) -> None:
+            self.dies_at = None if dies_after is None else time.monotonic() + dies_after
+
+        @property
+        def active(self) -> bool:
+            return self.dies_at is None or time.monotonic() < self.dies_at
+
+        def sftp_broken(self) -> bool:
+            return False
+
+    assert transport._failed(Conn(0.3), EOFError())  # type: ignore[arg-type]
+    start = time.monotonic()
+    assert not transport._failed(Conn(None), EOFError("end of file"))  # type: ignore[arg-type]
+    assert time.monotonic() - start < 5
+    assert not transport._failed(Conn(None), ValueError("an answer"))  # type: ignore[arg-type]

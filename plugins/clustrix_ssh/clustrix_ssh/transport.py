@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 _RETRIES = 3
+_EOF_GRACE = 2.0
+"""Seconds an EOFError waits for the connection to show whether it is gone."""
 _BIG_STDIN = 1 << 20
 
 
@@ -177,12 +179,20 @@ class SshTransport(Transport):
         """Whether ``exc`` means the connection is gone (rather than an answer from the server)."""
         from .connection import is_connection_failure
 
-        return (
-            isinstance(exc, _Interrupted)
-            or is_connection_failure(exc)
-            or not conn.active
-            or conn.sftp_broken()
-        )
+        if isinstance(exc, _Interrupted) or is_connection_failure(exc):
+            return True
+
+        def gone() -> bool:
+            return not conn.active or conn.sftp_broken()
+
+        if isinstance(exc, EOFError) and not gone():
+            # paramiko raises EOFError both for an SFTP "end of file" answer and when a send
+            # fails on a socket the peer closed, before its reader thread has seen the close:
+            # give it a moment to tell the two apart
+            deadline = time.monotonic() + _EOF_GRACE
+            while time.monotonic() < deadline and not gone():
+                time.sleep(0.05)
+        return gone()
 
     def _do(self, what: str, op: Callable[[Connection], T]) -> T:
         """Run an operation that is safe to repeat, reconnecting and retrying when the connection drops."""
