@@ -139,6 +139,11 @@ def index_ranges(indices: Iterable[int]) -> list[tuple[int, int]]:
     return out
 
 
+def index_spans(indices: Iterable[int]) -> list[str]:
+    """:func:`index_ranges` as text: [2, 3, 5] -> ["2-3", "5"]."""
+    return [str(a) if a == b else f"{a}-{b}" for a, b in index_ranges(indices)]
+
+
 def env_script(job: JobSpec) -> str:
     """``env.sh`` of a job directory (mode 0600, sourced by every task): the profile's
     environment variables, module loads and setup lines. Kept out of the batch script, where a

@@ -96,8 +96,8 @@ def start_cluster(
 ) -> Path:
     """Run a test cluster's ``up`` script once per session and return its config file.
 
-    The script's standard error goes to ``<up script>.log`` beside the script's state (under
-    ``$CLUSTRIX_TEST_ROOT``, default ``/tmp/clustrix-test``), and its tail into any failure. A
+    The script's standard error goes to ``$CLUSTRIX_TEST_ROOT/logs/NAME-up.log`` (default root
+    ``/tmp/clustrix-test``; NAME is the script's directory), and its tail into any failure. A
     first start may build a scheduler from source: it is bounded by ``timeout``, not by the
     test's own pytest-timeout, whose clock stops while the script runs. When the cluster cannot
     start, the test fails under CI (``CI=true``) and is skipped elsewhere."""

@@ -143,7 +143,7 @@ def test_cancel_leaves_delivered_tasks_alone(tmp_path: Path) -> None:
     only the rest, one that cannot cancels the whole submission, and a submission whose every
     task delivered is not cancelled at all."""
     from clustrix_core.executor import Monitor
-    from clustrix_core.scheduler import Submission, index_ranges
+    from clustrix_core.scheduler import Submission, index_ranges, index_spans
 
     class Ranged(Toy):
         task_base = 1
@@ -170,3 +170,4 @@ def test_cancel_leaves_delivered_tasks_alone(tmp_path: Path) -> None:
     assert cancels(Ranged, set()) == [["toy-cancel", "7", "8"]]
     assert cancels(Toy, {0, 4}) == [["toy-cancel", "7", "8"]]
     assert index_ranges([5, 2, 3, 3, 9, 8, 7]) == [(2, 3), (5, 5), (7, 9)]
+    assert index_spans([5, 2, 3, 3, 9, 8, 7]) == ["2-3", "5", "7-9"]

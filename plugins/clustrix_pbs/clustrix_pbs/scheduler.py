@@ -34,7 +34,7 @@ from clustrix_core.scheduler import (
     JobStatus,
     QueueEntry,
     Submission,
-    index_ranges,
+    index_spans,
 )
 from clustrix_core.transport import CommandResult
 
@@ -335,13 +335,8 @@ class PbsScheduler(BatchScheduler):
         if self.dialect != "pbspro" or parts is None or not parts.array:
             return None  # Torque: the whole array
         suffix = f".{parts.server}" if parts.server else ""
-        return [  # 123[2-3].server 123[5].server
-            self.command("qdel"),
-            *(
-                f"{parts.seq}[{a if a == b else f'{a}-{b}'}]{suffix}"
-                for a, b in index_ranges(indices)
-            ),
-        ]
+        spans = index_spans(indices)
+        return [self.command("qdel"), *(f"{parts.seq}[{s}]{suffix}" for s in spans)]
 
 
 class TorqueScheduler(PbsScheduler):

@@ -29,7 +29,7 @@ from clustrix_core.scheduler import (
     JobStatus,
     QueueEntry,
     Submission,
-    index_ranges,
+    index_spans,
 )
 from clustrix_core.transport import CommandResult
 
@@ -311,8 +311,7 @@ class SlurmScheduler(BatchScheduler):
         return [self.command("scancel"), *native_ids]
 
     def cancel_tasks_argv(self, native_id: str, indices: Sequence[int]) -> list[str]:
-        spec = ",".join(str(a) if a == b else f"{a}-{b}" for a, b in index_ranges(indices))
-        return [self.command("scancel"), f"{native_id}_[{spec}]"]  # 123_[2-3,5]
+        return [self.command("scancel"), f"{native_id}_[{','.join(index_spans(indices))}]"]
 
 
 def _reason(row: JobRow) -> str:
